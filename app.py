@@ -1,0 +1,216 @@
+"""Defect Studio: label industrial defects with SAM, review proposals, export, fine-tune YOLO.
+
+This file is wiring only: it parses the command line and calls one function per
+subcommand. Heavy packages (torch, ultralytics, gradio) are imported inside those
+functions, so ``python app.py --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_PROJECT = Path("projects/sample")
+
+# subcommand -> "module:function"; each function takes the parsed args and returns an exit code.
+COMMANDS = {
+    "serve": "ui.cli:cmd_serve",
+    "sample": "data.cli:cmd_sample",
+    "import": "data.cli:cmd_import",
+    "export": "data.cli:cmd_export",
+    "stats": "data.cli:cmd_stats",
+    "models": "annotate.segmenters.cli:cmd_models",
+    "autolabel": "annotate.proposers.cli:cmd_autolabel",
+    "train": "train.cli:cmd_train",
+    "runs": "train.cli:cmd_runs",
+    "predict": "train.cli:cmd_predict",
+    "bench clicks": "annotate.segmenters.cli:cmd_bench_clicks",
+    "bench proposals": "annotate.proposers.cli:cmd_bench_proposals",
+    "bench export": "data.cli:cmd_bench_export",
+    "bench train": "train.cli:cmd_bench_train",
+    "bench ui": "ui.cli:cmd_bench_ui",
+}
+
+
+# ----------------------------------------------------------------- shared flags
+def _project(p: argparse.ArgumentParser, required: bool = True, default: Path | None = None) -> None:
+    p.add_argument("--project", type=Path, required=required, default=default, metavar="DIR",
+                   help="project folder" + (f" (default: {default})" if default else ""))
+
+
+def _models(p: argparse.ArgumentParser, segmenter: bool = True) -> None:
+    p.add_argument("--weights-dir", metavar="DIR", default=None,
+                   help="folder with model weight files (default: $DEFECT_STUDIO_WEIGHTS or the user data folder)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                   help="where models run (default: auto)")
+    if segmenter:
+        p.add_argument("--segmenter", metavar="NAME", default=None,
+                       help="segmenter registry name (default: best available; see 'python app.py models')")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="OUT", default=None, help="also write machine-readable results to OUT ('-' for stdout)")
+
+
+def _seed(p: argparse.ArgumentParser, default: int = 0) -> None:
+    p.add_argument("--seed", type=int, default=default, help=f"random seed (default: {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="Defect Studio: click-to-mask labeling, proposals, export and YOLO fine-tuning. "
+        "With no subcommand, serves the app on the sample project.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="start the web app (the default command)")
+    _serve_args(p)
+
+    p = sub.add_parser("sample", help="write the synthetic bottle-defect dataset")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--n", type=int, default=50, help="number of images (default: 50)")
+    _seed(p)
+
+    p = sub.add_parser("import", help="import images, folders, zips, COCO JSON or YOLO datasets")
+    _project(p)
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="image file, folder, .zip, COCO .json or YOLO folder")
+
+    p = sub.add_parser("export", help="export accepted labels as COCO or YOLO")
+    _project(p)
+    p.add_argument("--format", required=True, choices=("coco", "yolo-detect", "yolo-segment"))
+    p.add_argument("--out", type=Path, required=True, metavar="PATH", help="output folder (or .zip with --zip)")
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="F", help="validation share (default: 0.2)")
+    _seed(p)
+    p.add_argument("--zip", action="store_true", help="write one zip archive")
+    p.add_argument("--rle", action="store_true", help="COCO masks as RLE (keeps holes) instead of polygons")
+    p.add_argument("--include-proposed", action="store_true", help="also export proposals not yet reviewed")
+
+    p = sub.add_parser("stats", help="images, classes and annotations by class and status")
+    _project(p)
+    _json(p)
+
+    p = sub.add_parser("models", help="list segmenters, proposers and base models, and whether their weights are here")
+    _models(p, segmenter=False)
+    _json(p)
+
+    p = sub.add_parser("autolabel", help="propose labels for many images, for review")
+    _project(p)
+    p.add_argument("--proposer", required=True, metavar="NAME", help="yoloworld[-s|-m|-l|-x], anomaly, or run:ID")
+    p.add_argument("--select", choices=("unlabeled", "all"), default="unlabeled")
+    p.add_argument("--min-score", type=float, default=None, metavar="S", help="drop proposals scoring below S")
+    p.add_argument("--class", dest="class_name", default=None, metavar="NAME",
+                   help="class given to proposals of class-agnostic proposers (anomaly)")
+    p.add_argument("--redo", action="store_true", help="re-run images this proposer already visited")
+    _models(p)
+
+    p = sub.add_parser("train", help="fine-tune a YOLO detect or segment model on the accepted labels")
+    _project(p)
+    _train_args(p)
+
+    p = sub.add_parser("runs", help="list training runs")
+    _project(p)
+    _json(p)
+
+    p = sub.add_parser("predict", help="predict with a trained run and write rendered images and COCO results")
+    _project(p)
+    p.add_argument("--run", required=True, metavar="ID", help="run id (see 'python app.py runs')")
+    p.add_argument("--source", type=Path, required=True, metavar="PATH", help="image file or folder")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default: 0.25)")
+    p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default: 0.7)")
+    _models(p, segmenter=False)
+
+    bench = sub.add_parser("bench", help="measure quality and speed").add_subparsers(dest="bench", metavar="WHAT", required=True)
+    p = bench.add_parser("clicks", help="interactive segmentation: NoC@85/90, mIoU per click, latency")
+    p.add_argument("--images", type=Path, required=True, metavar="DIR")
+    p.add_argument("--gt", type=Path, required=True, metavar="FILE", help="COCO ground truth")
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--random-init", action="store_true", help="SAM backends with random weights (latency only)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instances")
+    _models(p)
+    _json(p)
+
+    p = bench.add_parser("proposals", help="proposal recall/precision and mask mIoU against ground truth")
+    p.add_argument("--images", type=Path, required=True, metavar="DIR")
+    p.add_argument("--gt", type=Path, required=True, metavar="FILE", help="COCO ground truth")
+    p.add_argument("--proposer", required=True, metavar="NAME")
+    p.add_argument("--good", type=int, default=5, metavar="N", help="reference images without defects (default: 5)")
+    p.add_argument("--min-score", type=float, default=None, metavar="S")
+    _models(p)
+    _json(p)
+
+    p = bench.add_parser("export", help="export throughput for each format")
+    p.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
+    _seed(p)
+    _json(p)
+
+    p = bench.add_parser("train", help="the whole loop on sample data: import, train from scratch, evaluate")
+    p.add_argument("--n-train", type=int, default=80)
+    p.add_argument("--n-test", type=int, default=40)
+    p.add_argument("--budget-min", type=float, default=15.0, metavar="MIN")
+    p.add_argument("--imgsz", type=int, default=None, help="image size (default: the bench's tuned choice)")
+    p.add_argument("--overhead", action="store_true", help="seconds per epoch through the app vs bare Ultralytics")
+    _seed(p)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    _json(p)
+
+    p = bench.add_parser("ui", help="click-to-overlay latency in a headless browser")
+    _project(p, required=False)
+    p.add_argument("--clicks", type=int, default=30)
+    _models(p)
+    _json(p)
+    return parser
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    _project(p, required=False, default=DEFAULT_PROJECT)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth", default=os.environ.get("DEFECT_STUDIO_AUTH"), metavar="USER:PASS",
+                   help="require a login (or set DEFECT_STUDIO_AUTH)")
+    p.add_argument("--import-dir", type=Path, default=None, metavar="DIR",
+                   help="server-side folder offered for import in the Project screen")
+    _models(p)
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", choices=("detect", "segment"), default="segment")
+    p.add_argument("--model", default=None, metavar="NAME", help="e.g. yolov8n-seg, yolo11s, or a .pt/.yaml path")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--preset", default=None, help="augmentation preset (default: defects)")
+    p.add_argument("--val-fraction", type=float, default=0.2, metavar="F")
+    _seed(p)
+    _models(p, segmenter=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]
+    args = parser.parse_args(argv)
+    key = args.command if args.command != "bench" else f"bench {args.bench}"
+    module_name, func_name = COMMANDS[key].split(":")
+
+    from data.errors import StudioError
+
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        return int(func(args) or 0)
+    except StudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

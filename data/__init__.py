@@ -1,0 +1,4 @@
+"""The project store and file formats: images, classes, annotations, import and export.
+
+Knows nothing about models or Gradio.
+"""

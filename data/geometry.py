@@ -1,0 +1,163 @@
+"""Mask, polygon, RLE and box conversions shared by every format and layer.
+
+Conventions: masks are ``(H, W)`` bool arrays; boxes are XYXY in pixels with
+the far edge exclusive (``x1 = last column + 1``), as in COCO's ``[x, y, w, h]``;
+polygons are flat ``[x0, y0, x1, y1, ...]`` lists in pixel coordinates;
+RLE is COCO's compressed form ``{"size": [H, W], "counts": str}``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+
+def mask_to_box(mask: np.ndarray) -> np.ndarray:
+    """XYXY box of a bool mask (zeros for an empty mask)."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return np.zeros(4, dtype=np.float32)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+
+
+def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` bool -> ``(N, 4)`` XYXY."""
+    if len(masks) == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.stack([mask_to_box(m) for m in masks]).astype(np.float32)
+
+
+def encode_rle(mask: np.ndarray) -> dict:
+    """Bool mask -> COCO compressed RLE with ``counts`` as str (JSON-safe)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_rle(rle: dict) -> np.ndarray:
+    """COCO RLE (compressed str/bytes counts, or uncompressed list counts) -> bool mask."""
+    h, w = rle["size"]
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        rle = mask_utils.frPyObjects(rle, h, w)
+    elif isinstance(counts, str):
+        rle = {"size": [h, w], "counts": counts.encode("ascii")}
+    return mask_utils.decode(rle).astype(bool)
+
+
+def rle_area(rle: dict) -> int:
+    h, w = rle["size"]
+    counts = rle["counts"]
+    obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return int(mask_utils.area(obj))
+
+
+def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
+    """Outer contours of a mask as polygons (holes are filled: polygon formats cannot hold them).
+
+    Vertices sit on pixel centres + 0.5 so that rasterising the polygon back covers
+    the original pixels to within one pixel.
+    """
+    m = np.ascontiguousarray(mask.astype(np.uint8))
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = []
+    for c in contours:
+        c = c.reshape(-1, 2).astype(np.float64)
+        if len(c) < min_points:
+            # A one- or two-pixel part: keep it as a tiny square so it is not lost.
+            x0, y0 = c.min(axis=0)
+            x1, y1 = c.max(axis=0) + 1
+            c = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
+        else:
+            c = c + 0.5
+        polys.append([round(float(v), 2) for v in c.reshape(-1)])
+    # Largest first, then by position: deterministic order.
+    polys.sort(key=lambda p: (-polygon_area(p), p[:2]))
+    return polys
+
+
+def polygon_area(poly: list[float]) -> float:
+    pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+    x, y = pts[:, 0], pts[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """Rasterise polygons (pixel coordinates) into a bool mask, as pycocotools does."""
+    valid = [p for p in polygons if len(p) >= 6]
+    if not valid:
+        return np.zeros((height, width), dtype=bool)
+    rles = mask_utils.frPyObjects([list(map(float, p)) for p in valid], height, width)
+    return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+
+
+def merge_polygons(polygons: list[list[float]]) -> list[float]:
+    """Join several polygons into one by zero-width bridges between nearest vertices.
+
+    YOLO segment labels hold one polygon per instance; this keeps a mask in several
+    parts as one instance that Ultralytics reads back whole (the bridges add at most
+    a one-pixel line).
+    """
+    parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons if len(p) >= 6]
+    if not parts:
+        return []
+    merged = parts[0]
+    for part in parts[1:]:
+        d = ((merged[:, None, :] - part[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        part_rot = np.roll(part, -j, axis=0)
+        merged = np.concatenate(
+            [merged[: i + 1], part_rot, part_rot[:1], merged[i:]], axis=0
+        )
+    return [round(float(v), 2) for v in merged.reshape(-1)]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between ``(N, 4)`` and ``(M, 4)`` XYXY boxes -> ``(N, M)``."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(br - tl, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two bool masks of the same shape (1.0 when both are empty)."""
+    inter = np.logical_and(a, b).sum()
+    union = np.logical_or(a, b).sum()
+    return float(inter / union) if union else 1.0
+
+
+def fill_holes(mask: np.ndarray, max_area: int) -> np.ndarray:
+    """Fill holes (background regions not touching the border) up to ``max_area`` pixels."""
+    if max_area <= 0 or not mask.any():
+        return mask
+    inv = (~mask).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(inv, connectivity=4)
+    out = mask.copy()
+    h, w = mask.shape
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        touches = x == 0 or y == 0 or x + bw == w or y + bh == h
+        if not touches and area <= max_area:
+            out[labels == i] = True
+    return out
+
+
+def remove_islands(mask: np.ndarray, min_area: int, keep_largest: bool = True) -> np.ndarray:
+    """Drop connected parts smaller than ``min_area`` (the largest part is always kept)."""
+    if min_area <= 0 or not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = areas >= min_area
+    if keep_largest:
+        keep[int(np.argmax(areas))] = True
+    lut = np.concatenate([[False], keep])
+    return lut[labels]

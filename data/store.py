@@ -1,0 +1,544 @@
+"""The project store: one folder with an SQLite database (WAL), the images, caches and runs.
+
+All persistence goes through :class:`Project`, so a server database can replace
+SQLite behind the same methods. Every public mutating method is one transaction:
+killing the process loses at most the action in flight.
+
+Layout of a project folder::
+
+    project.db      SQLite database
+    images/         stored image files, named by content hash
+    cache/          embeddings and other derived data (safe to delete)
+    runs/           training runs
+    exports/        exports made from the UI
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+
+from data.annotations import STATUSES, Annotations
+from data.errors import InputError, NotFoundError, ProjectError
+from data.geometry import decode_rle, encode_rle
+
+ImageStatus = Literal["unlabeled", "done", "good"]
+IMAGE_STATUSES: tuple[str, ...] = ("unlabeled", "done", "good")
+DB_NAME = "project.db"
+SCHEMA_VERSION = 1
+
+# A colour-blind-friendly palette (Okabe-Ito, then Tableau) for new classes.
+PALETTE = (
+    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+    "#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    file TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL UNIQUE,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'unlabeled' CHECK (status IN ('unlabeled', 'done', 'good')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS classes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    color TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    prompts TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    class_id INTEGER NOT NULL REFERENCES classes(id),
+    x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL,
+    rle TEXT,
+    source TEXT NOT NULL,
+    score REAL,
+    status TEXT NOT NULL CHECK (status IN ('proposed', 'accepted', 'rejected')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_by_image ON annotations(image_id, status);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    name: str
+    file: str
+    sha256: str
+    width: int
+    height: int
+    status: str
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    id: int
+    name: str
+    color: str
+    position: int
+    prompts: tuple[str, ...]
+
+
+class Project:
+    """A labeling project on disk. Cheap to construct; safe to share between threads."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.db_path = self.root / DB_NAME
+        if not self.db_path.is_file():
+            raise ProjectError(
+                f"{self.root} is not a Defect Studio project (no {DB_NAME}). "
+                f"Create one with 'python app.py import --project {root} IMAGES...'."
+            )
+        self._local = threading.local()
+        try:
+            with self.transaction() as db:
+                version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise ProjectError(f"{self.db_path} cannot be read as a project database ({err}).") from err
+        if version is None or int(version[0]) > SCHEMA_VERSION:
+            raise ProjectError(f"{self.db_path} was written by a newer or unknown version of Defect Studio.")
+
+    # ------------------------------------------------------------- lifecycle
+    @classmethod
+    def create(cls, root: str | Path, classes: list[str] | tuple[str, ...] = ()) -> Project:
+        """Create a project folder (or open it if it already is one)."""
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise ProjectError(f"{root} exists and is not a folder; choose another --project path.")
+        for sub in ("images", "cache", "runs", "exports"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(root / DB_NAME)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            db.commit()
+        finally:
+            db.close()
+        project = cls(root)
+        for name in classes:
+            if project.class_by_name(name) is None:
+                project.add_class(name)
+        return project
+
+    @classmethod
+    def open_or_create(cls, root: str | Path) -> Project:
+        return cls(root) if (Path(root) / DB_NAME).is_file() else cls.create(root)
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work (BEGIN IMMEDIATE ... COMMIT, rolled back on error)."""
+        conn = self._connection()
+        if conn.in_transaction:  # nested: join the outer transaction
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    # --------------------------------------------------------------- settings
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = self._connection().execute("SELECT value FROM meta WHERE key=?", (f"setting:{key}",)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (f"setting:{key}", json.dumps(value, sort_keys=True)),
+            )
+
+    # ---------------------------------------------------------------- classes
+    def classes(self) -> list[ClassRecord]:
+        rows = self._connection().execute(
+            "SELECT id, name, color, position, prompts FROM classes ORDER BY position, id"
+        ).fetchall()
+        return [ClassRecord(r[0], r[1], r[2], r[3], tuple(json.loads(r[4]))) for r in rows]
+
+    def class_by_name(self, name: str) -> ClassRecord | None:
+        return next((c for c in self.classes() if c.name == name), None)
+
+    def get_class(self, class_id: int) -> ClassRecord:
+        c = next((c for c in self.classes() if c.id == int(class_id)), None)
+        if c is None:
+            raise NotFoundError(f"class id {class_id} does not exist in this project.")
+        return c
+
+    def add_class(self, name: str, color: str | None = None, prompts: tuple[str, ...] = ()) -> ClassRecord:
+        name = _clean_class_name(name)
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM classes WHERE name=?", (name,)).fetchone():
+                raise InputError(f"a class named '{name}' already exists; pick another name.")
+            n = db.execute("SELECT COUNT(*), COALESCE(MAX(position), -1) FROM classes").fetchone()
+            color = _check_color(color or PALETTE[n[0] % len(PALETTE)])
+            cur = db.execute(
+                "INSERT INTO classes(name, color, position, prompts) VALUES (?, ?, ?, ?)",
+                (name, color, n[1] + 1, json.dumps(list(prompts))),
+            )
+            class_id = cur.lastrowid
+        return self.get_class(class_id)
+
+    def update_class(
+        self, class_id: int, name: str | None = None, color: str | None = None, prompts: tuple[str, ...] | None = None
+    ) -> ClassRecord:
+        current = self.get_class(class_id)
+        with self.transaction() as db:
+            if name is not None and _clean_class_name(name) != current.name:
+                name = _clean_class_name(name)
+                if db.execute("SELECT 1 FROM classes WHERE name=?", (name,)).fetchone():
+                    raise InputError(f"a class named '{name}' already exists; pick another name.")
+                db.execute("UPDATE classes SET name=? WHERE id=?", (name, class_id))
+            if color is not None:
+                db.execute("UPDATE classes SET color=? WHERE id=?", (_check_color(color), class_id))
+            if prompts is not None:
+                clean = [p.strip() for p in prompts if p.strip()]
+                db.execute("UPDATE classes SET prompts=? WHERE id=?", (json.dumps(clean), class_id))
+        return self.get_class(class_id)
+
+    def delete_class(self, class_id: int, move_to: int | None = None) -> int:
+        """Delete a class. Its annotations move to ``move_to`` or are deleted; returns how many were affected."""
+        self.get_class(class_id)
+        with self.transaction() as db:
+            if move_to is not None:
+                self.get_class(move_to)
+                n = db.execute(
+                    "UPDATE annotations SET class_id=?, updated_at=? WHERE class_id=?", (move_to, time.time(), class_id)
+                ).rowcount
+            else:
+                n = db.execute("DELETE FROM annotations WHERE class_id=?", (class_id,)).rowcount
+            db.execute("DELETE FROM classes WHERE id=?", (class_id,))
+        return n
+
+    def class_names(self) -> dict[int, str]:
+        return {c.id: c.name for c in self.classes()}
+
+    # ----------------------------------------------------------------- images
+    def add_image(
+        self,
+        content: bytes,
+        name: str,
+        sha256: str,
+        width: int,
+        height: int,
+        ext: str,
+        annotations: Annotations | None = None,
+        status: ImageStatus | None = None,
+    ) -> tuple[int, bool]:
+        """Store an already validated and normalised image (and its labels) in one transaction.
+
+        Returns ``(image_id, created)``; an image whose content is already stored is not
+        added again (``created`` is False) and its labels are not duplicated.
+        """
+        existing = self.image_by_hash(sha256)
+        if existing is not None:
+            return existing.id, False
+        file = f"images/{sha256[:20]}{ext}"
+        atomic_write_bytes(self.root / file, content)
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM images WHERE sha256=?", (sha256,)).fetchone()
+            if row:  # another thread stored it meanwhile
+                return row[0], False
+            if status is None:
+                status = "done" if annotations is not None and len(annotations) else "unlabeled"
+            cur = db.execute(
+                "INSERT INTO images(name, file, sha256, width, height, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, file, sha256, width, height, status, now, now),
+            )
+            image_id = cur.lastrowid
+            if annotations is not None and len(annotations):
+                self._insert_annotations(db, image_id, annotations, height, width)
+        return image_id, True
+
+    def images(self, status: str | None = None) -> list[ImageRecord]:
+        sql = "SELECT id, name, file, sha256, width, height, status FROM images"
+        args: tuple = ()
+        if status is not None:
+            sql += " WHERE status=?"
+            args = (status,)
+        return [ImageRecord(*r) for r in self._connection().execute(sql + " ORDER BY id", args).fetchall()]
+
+    def image(self, image_id: int) -> ImageRecord:
+        row = self._connection().execute(
+            "SELECT id, name, file, sha256, width, height, status FROM images WHERE id=?", (int(image_id),)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"image id {image_id} does not exist in this project.")
+        return ImageRecord(*row)
+
+    def image_by_hash(self, sha256: str) -> ImageRecord | None:
+        row = self._connection().execute(
+            "SELECT id, name, file, sha256, width, height, status FROM images WHERE sha256=?", (sha256,)
+        ).fetchone()
+        return None if row is None else ImageRecord(*row)
+
+    def image_path(self, image_id: int) -> Path:
+        return self.root / self.image(image_id).file
+
+    def load_image(self, image_id: int) -> np.ndarray:
+        """The stored image as RGB uint8 ``(H, W, 3)``."""
+        import cv2
+
+        rec = self.image(image_id)
+        bgr = cv2.imread(str(self.root / rec.file), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if bgr is None:
+            raise ProjectError(f"stored image {rec.file} is missing or unreadable; re-import '{rec.name}'.")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def set_image_status(self, image_id: int, status: ImageStatus) -> None:
+        if status not in IMAGE_STATUSES:
+            raise InputError(f"image status must be one of {', '.join(IMAGE_STATUSES)}, not '{status}'.")
+        with self.transaction() as db:
+            if not db.execute(
+                "UPDATE images SET status=?, updated_at=? WHERE id=?", (status, time.time(), int(image_id))
+            ).rowcount:
+                raise NotFoundError(f"image id {image_id} does not exist in this project.")
+
+    def delete_image(self, image_id: int) -> None:
+        rec = self.image(image_id)
+        with self.transaction() as db:
+            db.execute("DELETE FROM annotations WHERE image_id=?", (rec.id,))
+            db.execute("DELETE FROM images WHERE id=?", (rec.id,))
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / rec.file).unlink()
+
+    # ------------------------------------------------------------ annotations
+    def annotations(
+        self, image_id: int, statuses: tuple[str, ...] = ("accepted", "proposed"), with_masks: bool = True
+    ) -> Annotations:
+        rec = self.image(image_id)
+        marks = ",".join("?" * len(statuses))
+        rows = self._connection().execute(
+            f"SELECT id, class_id, x0, y0, x1, y1, rle, source, score, status FROM annotations"
+            f" WHERE image_id=? AND status IN ({marks}) ORDER BY id",
+            (rec.id, *statuses),
+        ).fetchall()
+        return _rows_to_annotations(rows, rec.height, rec.width, with_masks)
+
+    def add_annotations(self, image_id: int, annotations: Annotations) -> list[int]:
+        """Store annotations on an image in one transaction; returns their new ids.
+
+        The user says when an image is ``done``; accepting a defect on a ``good`` image
+        makes it ``unlabeled`` again, since it evidently was not defect-free.
+        """
+        rec = self.image(image_id)
+        with self.transaction() as db:
+            ids = self._insert_annotations(db, rec.id, annotations, rec.height, rec.width)
+            if rec.status == "good" and any(s == "accepted" for s in annotations.status):
+                db.execute("UPDATE images SET status='unlabeled', updated_at=? WHERE id=?", (time.time(), rec.id))
+        return ids
+
+    def _insert_annotations(
+        self, db: sqlite3.Connection, image_id: int, ann: Annotations, height: int, width: int
+    ) -> list[int]:
+        known = {r[0] for r in db.execute("SELECT id FROM classes")}
+        if ann.mask is not None and ann.mask.shape[1:] != (height, width):
+            raise InputError(f"mask size {ann.mask.shape[1:]} does not match the image ({height}, {width}).")
+        now = time.time()
+        ids = []
+        for i in range(len(ann)):
+            class_id = int(ann.class_id[i])
+            if class_id not in known:
+                raise InputError(f"class id {class_id} does not exist in this project; add the class first.")
+            status = str(ann.status[i])
+            if status not in STATUSES:
+                raise InputError(f"annotation status must be one of {', '.join(STATUSES)}, not '{status}'.")
+            rle = None if ann.mask is None else json.dumps(encode_rle(ann.mask[i]))
+            score = float(ann.confidence[i])
+            x0, y0, x1, y1 = (float(v) for v in ann.xyxy[i])
+            cur = db.execute(
+                "INSERT INTO annotations(image_id, class_id, x0, y0, x1, y1, rle, source, score, status,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, class_id, x0, y0, x1, y1, rle, str(ann.source[i]),
+                 None if np.isnan(score) else score, status, now, now),
+            )
+            ids.append(cur.lastrowid)
+        return ids
+
+    def annotation(self, annotation_id: int) -> tuple[int, Annotations]:
+        """``(image_id, one-annotation container)``."""
+        row = self._connection().execute(
+            "SELECT image_id FROM annotations WHERE id=?", (int(annotation_id),)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"annotation id {annotation_id} does not exist.")
+        ann = self.annotations(row[0], statuses=STATUSES)
+        return row[0], ann.filter(ann.ids == int(annotation_id))
+
+    def update_annotation(
+        self,
+        annotation_id: int,
+        *,
+        class_id: int | None = None,
+        status: str | None = None,
+        mask: np.ndarray | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Change one annotation in one transaction (a new mask also updates its box)."""
+        from data.geometry import mask_to_box
+
+        sets, args = [], []
+        if class_id is not None:
+            self.get_class(class_id)
+            sets.append("class_id=?")
+            args.append(int(class_id))
+        if status is not None:
+            if status not in STATUSES:
+                raise InputError(f"annotation status must be one of {', '.join(STATUSES)}, not '{status}'.")
+            sets.append("status=?")
+            args.append(status)
+        if mask is not None:
+            if not mask.any():
+                raise InputError("the edited mask is empty; delete the annotation instead.")
+            sets.append("rle=?, x0=?, y0=?, x1=?, y1=?")
+            args.extend([json.dumps(encode_rle(mask)), *(float(v) for v in mask_to_box(mask))])
+        if source is not None:
+            sets.append("source=?")
+            args.append(source)
+        if not sets:
+            return
+        sets.append("updated_at=?")
+        args.append(time.time())
+        with self.transaction() as db:
+            if not db.execute(f"UPDATE annotations SET {', '.join(sets)} WHERE id=?", (*args, int(annotation_id))).rowcount:
+                raise NotFoundError(f"annotation id {annotation_id} does not exist.")
+
+    def set_annotation_status(self, annotation_ids: list[int], status: str) -> int:
+        if status not in STATUSES:
+            raise InputError(f"annotation status must be one of {', '.join(STATUSES)}, not '{status}'.")
+        ids = [int(i) for i in annotation_ids]
+        if not ids:
+            return 0
+        with self.transaction() as db:
+            return db.execute(
+                f"UPDATE annotations SET status=?, updated_at=? WHERE id IN ({','.join('?' * len(ids))})",
+                (status, time.time(), *ids),
+            ).rowcount
+
+    def delete_annotations(self, annotation_ids: list[int]) -> int:
+        ids = [int(i) for i in annotation_ids]
+        if not ids:
+            return 0
+        with self.transaction() as db:
+            return db.execute(f"DELETE FROM annotations WHERE id IN ({','.join('?' * len(ids))})", ids).rowcount
+
+    # ------------------------------------------------------------------ stats
+    def stats(self) -> dict[str, Any]:
+        db = self._connection()
+        images = dict(db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())
+        proposals = db.execute(
+            "SELECT COUNT(DISTINCT image_id) FROM annotations WHERE status='proposed'"
+        ).fetchone()[0]
+        by_class = {c.name: {s: 0 for s in STATUSES} for c in self.classes()}
+        for name, status, n in db.execute(
+            "SELECT c.name, a.status, COUNT(*) FROM annotations a JOIN classes c ON c.id=a.class_id"
+            " GROUP BY c.name, a.status"
+        ):
+            by_class[name][status] = n
+        return {
+            "project": str(self.root),
+            "images": {"total": sum(images.values()), **{s: images.get(s, 0) for s in IMAGE_STATUSES},
+                       "with_proposals": proposals},
+            "classes": [c.name for c in self.classes()],
+            "annotations": by_class,
+        }
+
+
+def _rows_to_annotations(rows: list[tuple], height: int, width: int, with_masks: bool) -> Annotations:
+    if not rows:
+        return Annotations.empty(height, width) if with_masks else Annotations.empty()
+    masks = None
+    if with_masks:
+        masks = np.zeros((len(rows), height, width), dtype=bool)
+        for i, r in enumerate(rows):
+            if r[6]:
+                masks[i] = decode_rle(json.loads(r[6]))
+            else:  # box-only annotation: its mask is the box
+                x0, y0, x1, y1 = (int(round(v)) for v in r[2:6])
+                masks[i, y0:y1, x0:x1] = True
+    return Annotations(
+        xyxy=np.array([r[2:6] for r in rows], dtype=np.float32),
+        class_id=[r[1] for r in rows],
+        confidence=[np.nan if r[8] is None else r[8] for r in rows],
+        mask=masks,
+        data={
+            "id": np.array([r[0] for r in rows], dtype=np.int64),
+            "source": np.array([r[7] for r in rows], dtype=object),
+            "status": np.array([r[9] for r in rows], dtype=object),
+        },
+    )
+
+
+def _clean_class_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not name:
+        raise InputError("a class name cannot be empty.")
+    if len(name) > 64:
+        raise InputError(f"class name '{name[:20]}...' is longer than 64 characters; shorten it.")
+    return name
+
+
+def _check_color(color: str) -> str:
+    c = color.strip()
+    if len(c) == 7 and c[0] == "#" and all(ch in "0123456789abcdefABCDEF" for ch in c[1:]):
+        return c.upper()
+    raise InputError(f"colour '{color}' is not a #RRGGBB hex colour.")
+
+
+def atomic_write_bytes(path: Path, content: bytes) -> None:
+    """Write a file so readers see the old or the new content, never a partial one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
