@@ -76,6 +76,65 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
     return polys
 
 
+def rle_counts(counts: str | bytes) -> list[int]:
+    """Run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``, in Python)."""
+    data = counts.encode("ascii") if isinstance(counts, str) else counts
+    out: list[int] = []
+    p, n = 0, len(data)
+    while p < n:
+        x, k, more = 0, 0, True
+        while more:
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(out) > 2:
+            x += out[-2]
+        out.append(x)
+    return out
+
+
+def rle_crop(rle: dict, x0: int, x1: int) -> np.ndarray:
+    """Columns ``x0:x1`` of an RLE mask, ``(H, x1 - x0)`` bool, without decoding the rest of the image."""
+    h = int(rle["size"][0])
+    counts = rle["counts"]
+    runs = counts if isinstance(counts, list) else rle_counts(counts)
+    lo, hi = x0 * h, x1 * h
+    flat = np.zeros(hi - lo, dtype=bool)
+    pos = 0
+    for i, run in enumerate(runs):
+        end = pos + run
+        if i % 2 and end > lo and pos < hi:  # odd runs are foreground
+            flat[max(pos, lo) - lo : min(end, hi) - lo] = True
+        pos = end
+        if pos >= hi:
+            break
+    return flat.reshape(x1 - x0, h).T  # RLE is column-major
+
+
+def rle_to_polygons(rle: dict, xyxy: tuple[float, float, float, float] | None = None) -> list[list[float]]:
+    """``mask_to_polygons(decode_rle(rle))``, traced only inside the box ``xyxy`` (fast for exports).
+
+    The box must hold the whole mask (stored boxes are the masks' boxes); a 1-pixel margin
+    keeps contours off the crop edge.
+    """
+    if xyxy is None:
+        return mask_to_polygons(decode_rle(rle))
+    h, w = (int(v) for v in rle["size"])
+    x0, y0 = max(0, int(np.floor(xyxy[0])) - 1), max(0, int(np.floor(xyxy[1])) - 1)
+    x1, y1 = min(w, int(np.ceil(xyxy[2])) + 1), min(h, int(np.ceil(xyxy[3])) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return mask_to_polygons(decode_rle(rle))
+    cols = rle_crop(rle, x0, x1)
+    crop = cols[y0:y1]
+    if int(crop.sum()) != rle_area(rle):  # the box does not hold the whole mask: trace it all
+        return mask_to_polygons(decode_rle(rle))
+    return [[round(v + (y0 if i % 2 else x0), 2) for i, v in enumerate(p)] for p in mask_to_polygons(crop)]
+
+
 def polygon_area(poly: list[float]) -> float:
     pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
     x, y = pts[:, 0], pts[:, 1]

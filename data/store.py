@@ -22,9 +22,10 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -87,6 +88,19 @@ class ImageRecord:
     sha256: str
     width: int
     height: int
+    status: str
+
+
+@dataclass(frozen=True)
+class StoredAnnotation:
+    """One annotation as stored, mask still RLE-encoded (``rle`` None for a box-only one)."""
+
+    id: int
+    class_id: int
+    xyxy: tuple[float, float, float, float]
+    rle: dict | None
+    source: str
+    score: float | None
     status: str
 
 
@@ -355,6 +369,21 @@ class Project:
             (rec.id, *statuses),
         ).fetchall()
         return _rows_to_annotations(rows, rec.height, rec.width, with_masks)
+
+    def annotation_rows(
+        self, image_id: int, statuses: tuple[str, ...] = ("accepted",)
+    ) -> list[StoredAnnotation]:
+        """Annotations without decoding their masks (exports read the RLE as stored), ordered by id."""
+        marks = ",".join("?" * len(statuses))
+        rows = self._connection().execute(
+            f"SELECT id, class_id, x0, y0, x1, y1, rle, source, score, status FROM annotations"
+            f" WHERE image_id=? AND status IN ({marks}) ORDER BY id",
+            (int(image_id), *statuses),
+        ).fetchall()
+        return [
+            StoredAnnotation(r[0], r[1], (r[2], r[3], r[4], r[5]), json.loads(r[6]) if r[6] else None, r[7], r[8], r[9])
+            for r in rows
+        ]
 
     def add_annotations(self, image_id: int, annotations: Annotations) -> list[int]:
         """Store annotations on an image in one transaction; returns their new ids.

@@ -1,0 +1,161 @@
+"""COCO instances format: per object -> per image -> per dataset, on top of data.geometry.
+
+Reading turns each COCO annotation into a mask (polygons, compressed or uncompressed
+RLE) or a box-only annotation, or a reason why it was rejected. Writing produces
+polygons by default (holes filled, one polygon per part) or compressed RLE, ``area``
+from the mask, image and annotation ids from 1, and category ids ``1..K`` in project
+class order (stated in the file's ``info``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from data.errors import InputError
+from data.geometry import decode_rle, mask_to_box, polygons_to_mask, rle_area, rle_to_polygons
+
+CATEGORY_ID_NOTE = "category ids are 1..K in the project's class order"
+
+
+# ------------------------------------------------------------------ reading
+@dataclass(frozen=True)
+class CocoObject:
+    """One readable COCO annotation: a mask, or ``mask=None`` for a box-only one."""
+
+    category_id: int
+    xyxy: tuple[float, float, float, float]
+    mask: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class CocoFile:
+    path: Path
+    categories: dict[int, str]  # COCO category id -> name, in id order
+    images: list[dict]
+    annotations_by_image: dict[int, list[dict]]
+
+
+def read_coco(path: Path) -> CocoFile:
+    """Parse a COCO instances JSON; raises InputError when it is not one."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a readable COCO JSON file ({err}).") from err
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise InputError(f"{path}: not a COCO instances file (no 'images' list).")
+    categories: dict[int, str] = {}
+    for cat in sorted(doc.get("categories") or [], key=lambda c: c.get("id", 0)):
+        if not isinstance(cat, dict) or "id" not in cat or not str(cat.get("name", "")).strip():
+            raise InputError(f"{path}: category {cat!r} needs an 'id' and a 'name'.")
+        categories[int(cat["id"])] = str(cat["name"])
+    by_image: dict[int, list[dict]] = {}
+    for ann in doc.get("annotations") or []:
+        if isinstance(ann, dict) and "image_id" in ann:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    images = [im for im in doc["images"] if isinstance(im, dict) and "file_name" in im and "id" in im]
+    return CocoFile(Path(path), categories, images, by_image)
+
+
+def parse_object(ann: dict, categories: dict[int, str], height: int, width: int) -> CocoObject:
+    """One COCO annotation -> CocoObject; raises InputError with the reason it cannot be used."""
+    if ann.get("iscrowd"):
+        raise InputError("iscrowd (crowd region) annotations are not imported: they mark many objects as one.")
+    cat = ann.get("category_id")
+    if cat not in categories:
+        raise InputError(f"unknown category id {cat!r} (not in 'categories').")
+    seg = ann.get("segmentation")
+    if seg:
+        mask = _segmentation_to_mask(seg, height, width)
+        if not mask.any():
+            raise InputError("empty mask (the segmentation covers no pixel).")
+        return CocoObject(int(cat), tuple(float(v) for v in mask_to_box(mask)), mask)
+    bbox = ann.get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0:
+        x, y, w, h = (float(v) for v in bbox)
+        x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(f"bbox {bbox} lies outside the {width}x{height} image.")
+        return CocoObject(int(cat), (x0, y0, x1, y1), None)
+    raise InputError("no segmentation and no usable bbox.")
+
+
+def _segmentation_to_mask(seg: Any, height: int, width: int) -> np.ndarray:
+    if isinstance(seg, dict):
+        size = seg.get("size")
+        if not size or [int(size[0]), int(size[1])] != [height, width]:
+            raise InputError(f"RLE size {size} does not match the {width}x{height} image.")
+        try:
+            return decode_rle(seg)
+        except (ValueError, TypeError, KeyError, UnicodeError) as err:
+            raise InputError(f"unreadable RLE ({err}).") from err
+    if isinstance(seg, list):
+        polys = [p for p in seg if isinstance(p, list)]
+        valid = [p for p in polys if len(p) >= 6 and len(p) % 2 == 0]
+        if not valid:
+            raise InputError("polygon with fewer than 3 points.")
+        return polygons_to_mask(valid, height, width)
+    raise InputError(f"segmentation of type {type(seg).__name__} is neither polygons nor RLE.")
+
+
+# ------------------------------------------------------------------ writing
+def object_to_coco(
+    rle: dict | None, xyxy: tuple[float, ...], category_id: int, ann_id: int, image_id: int, as_rle: bool
+) -> dict:
+    """One stored annotation as COCO: polygons (default, holes filled) or its compressed RLE.
+
+    ``area`` and ``bbox`` come from the mask. A box-only annotation (``rle`` None) is written
+    as its bbox plus the box polygon, in both modes.
+    """
+    if rle is not None:
+        segmentation: Any = dict(rle) if as_rle else rle_to_polygons(rle, xyxy)
+        area = float(rle_area(rle))
+        bbox = [round(float(v), 2) for v in mask_utils.toBbox(_rle_bytes(rle))]
+    else:
+        x0, y0, x1, y1 = (round(float(v), 2) for v in xyxy)
+        segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
+        area = round((x1 - x0) * (y1 - y0), 2)
+        bbox = [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)]
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": segmentation,
+        "area": area,
+        "bbox": bbox,
+        "iscrowd": 0,
+    }
+
+
+def _rle_bytes(rle: dict) -> dict:
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def image_to_coco(image_id: int, file_name: str, width: int, height: int) -> dict:
+    return {"id": image_id, "file_name": file_name, "width": width, "height": height}
+
+
+def dataset_to_coco(images: list[dict], annotations: list[dict], class_names: list[str]) -> dict:
+    return {
+        "info": {
+            "description": f"Exported by Defect Studio; {CATEGORY_ID_NOTE}.",
+            "version": "1",
+        },
+        "licenses": [],
+        "categories": [
+            {"id": i + 1, "name": name, "supercategory": "defect"} for i, name in enumerate(class_names)
+        ],
+        "images": images,
+        "annotations": annotations,
+    }
+
+
+def dumps(doc: dict) -> bytes:
+    """Deterministic JSON: sorted keys, no whitespace variance."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

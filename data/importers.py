@@ -1,0 +1,292 @@
+"""Import images and labels into a project from files, folders, zips, COCO JSON and YOLO datasets.
+
+Each source is first planned into a list of images (name, how to read its bytes, how to
+read its labels), then each image is validated (``data.images``) and stored with its
+labels in one transaction. Whatever cannot be used is listed with its reason; the rest
+imports. ``Project.add_image`` skips content it already holds, so re-running an
+interrupted import finishes it without duplicates.
+
+Choices:
+- Names are kept relative to the source (``folder/sub/a.png``, ``archive.zip/x/a.png``),
+  so equal names in different folders stay apart.
+- Zip members are read in memory; entries with ``..``, absolute paths or symlinks are refused.
+- Imported labels become ``accepted`` annotations with source ``import``; an image with
+  at least one imported label becomes ``done``, any other image stays ``unlabeled`` (an
+  image without labels is never assumed defect-free).
+- YOLO detect lines and COCO annotations with only a bbox are stored box-only (no mask).
+"""
+
+from __future__ import annotations
+
+import stat
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from data import coco, yolo
+from data.annotations import Annotations
+from data.errors import InputError
+from data.images import MAX_FILE_BYTES, is_supported, load_for_import
+from data.store import Project
+
+SOURCE = "import"
+Progress = Callable[[int, int], None]
+# (height, width) -> (objects as (class name, xyxy, mask|None), rejections as (where, reason))
+LabelReader = Callable[[int, int], tuple[list[tuple[str, tuple, np.ndarray | None]], list[tuple[str, str]]]]
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: int
+    duplicates: tuple[str, ...]  # names whose content was already in the project (or earlier in this import)
+    rejected: tuple[tuple[str, str], ...]  # (name, reason): files and single annotations / label lines
+    annotations_added: int
+    skipped: tuple[str, ...] = ()  # files of other types found in folders and zips (not images)
+
+
+@dataclass
+class _Planned:
+    name: str
+    read: Callable[[], bytes | Path]
+    labels: LabelReader | None = None
+
+
+@dataclass
+class _Plan:
+    items: list[_Planned] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # class names to create, in order
+
+
+def import_sources(project: Project, sources: list[Path], progress: Progress | None = None) -> ImportReport:
+    plan = _Plan()
+    for src in sources:
+        _plan_source(Path(src), plan)
+    for name in plan.classes:
+        if project.class_by_name(" ".join(name.split())) is None:
+            project.add_class(name)
+    class_ids = {c.name: c.id for c in project.classes()}
+    imported, added = 0, 0
+    duplicates: list[str] = []
+    rejected = list(plan.rejected)
+    for done, item in enumerate(plan.items, 1):
+        try:
+            result = _import_one(project, item, class_ids, rejected)
+        except InputError as err:
+            rejected.append((item.name, str(err)))
+        else:
+            if result is None:
+                duplicates.append(item.name)
+            else:
+                imported += 1
+                added += result
+        if progress:
+            progress(done, len(plan.items))
+    return ImportReport(imported, tuple(duplicates), tuple(rejected), added, tuple(plan.skipped))
+
+
+def _import_one(project: Project, item: _Planned, class_ids: dict[str, int], rejected: list) -> int | None:
+    """Store one image and its labels; None when its content is already stored, else labels added."""
+    image = load_for_import(item.read(), item.name)
+    if project.image_by_hash(image.sha256) is not None:
+        return None
+    objects: list = []
+    if item.labels is not None:
+        objects, bad = item.labels(image.height, image.width)
+        rejected.extend(bad)
+    masked = [o for o in objects if o[2] is not None]
+    boxes = [o for o in objects if o[2] is None]
+    ann = None
+    if masked:
+        ann = Annotations.from_masks(np.stack([o[2] for o in masked]), [class_ids[_clean(o[0])] for o in masked],
+                                     source=SOURCE, status="accepted")
+    status = "done" if objects else "unlabeled"
+    with project.transaction():  # image, masks and box-only labels in one transaction
+        image_id, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height,
+                                              image.ext, annotations=ann, status=status)
+        if created and boxes:
+            project.add_annotations(image_id, Annotations.from_boxes(
+                np.array([o[1] for o in boxes]), [class_ids[_clean(o[0])] for o in boxes],
+                np.full(len(boxes), np.nan), source=SOURCE, status="accepted"))
+    return len(objects) if created else None
+
+
+def _clean(name: str) -> str:
+    return " ".join(str(name).split())
+
+
+# ----------------------------------------------------------------- planning
+def _plan_source(src: Path, plan: _Plan) -> None:
+    if not src.exists():
+        plan.rejected.append((str(src), "not found."))
+    elif src.is_dir():
+        yaml_path = yolo.find_data_yaml(src)
+        coco_files = sorted((src / "annotations").glob("instances_*.json"))
+        if yaml_path is not None:
+            _plan_yolo(yaml_path, plan)
+        elif coco_files:  # a COCO dataset folder (ours or COCO's own layout)
+            for path in coco_files:
+                _plan_coco(path, plan)
+        else:
+            _plan_folder(src, plan)
+    elif src.suffix.lower() == ".zip":
+        _plan_zip(src, plan)
+    elif src.suffix.lower() == ".json":
+        _plan_coco(src, plan)
+    elif src.suffix.lower() in (".yaml", ".yml"):
+        _plan_yolo(src, plan)
+    elif is_supported(src.name):
+        plan.items.append(_Planned(src.name, lambda p=src: p))
+    else:
+        plan.rejected.append((str(src), f"unsupported file type '{src.suffix}'; give images, folders, zips, "
+                                        f"a COCO .json or a YOLO data.yaml."))
+
+
+def _plan_folder(folder: Path, plan: _Plan) -> None:
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+            continue
+        name = f"{folder.name}/{rel.as_posix()}"
+        if path.is_symlink():
+            plan.rejected.append((name, "symbolic link; not followed."))
+        elif is_supported(path.name):
+            plan.items.append(_Planned(name, lambda p=path: p))
+        else:
+            plan.skipped.append(name)
+
+
+def _zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
+    name = info.filename
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "absolute path in the archive; refused."
+    if ".." in parts:
+        return "path with '..' in the archive; refused (it would point outside the project)."
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "symbolic link in the archive; refused."
+    if info.file_size > MAX_FILE_BYTES:
+        return f"member larger than {MAX_FILE_BYTES // 2**20} MiB; refused."
+    return None
+
+
+def _plan_zip(path: Path, plan: _Plan) -> None:
+    try:
+        zf = zipfile.ZipFile(path)
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        plan.rejected.append((path.name, f"not a readable zip archive ({err})."))
+        return
+    for info in sorted(infos, key=lambda i: i.filename):
+        if info.is_dir():
+            continue
+        name = f"{path.name}/{info.filename}"
+        problem = _zip_entry_problem(info)
+        if problem:
+            plan.rejected.append((name, problem))
+        elif is_supported(info.filename):
+            plan.items.append(_Planned(name, lambda zf=zf, i=info: _read_member(zf, i)))
+        else:
+            plan.skipped.append(name)
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:  # RuntimeError: encrypted member
+        raise InputError(f"cannot read this archive member ({err}).") from err
+
+
+def _plan_coco(path: Path, plan: _Plan) -> None:
+    try:
+        doc = coco.read_coco(path)
+    except InputError as err:
+        plan.rejected.append((path.name, str(err)))
+        return
+    plan.classes.extend(doc.categories.values())
+    base = path.parent
+    for im in sorted(doc.images, key=lambda im: str(im["file_name"])):
+        file_name = str(im["file_name"])
+        found = _find_coco_image(path, file_name)
+        if found is None:
+            plan.rejected.append((file_name, f"image file not found for {path.name} (looked in {base}, "
+                                             f"{base / 'images'} and the COCO layout around it)."))
+            continue
+        anns = doc.annotations_by_image.get(im["id"], [])
+        plan.items.append(_Planned(file_name, lambda p=found: p, _coco_labels(file_name, im, anns, doc.categories)))
+
+
+def _find_coco_image(json_path: Path, file_name: str) -> Path | None:
+    """Beside the JSON, in ``images/`` beside it, or (for ``annotations/instances_<split>.json``, the
+    layout of COCO itself and of our export) in ``images/<split>/`` or ``<split>/`` next to ``annotations/``."""
+    rel = PurePosixPath(file_name.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts:
+        return None
+    base = json_path.parent
+    candidates = [base / rel, base / "images" / rel, base / "images" / rel.name]
+    if base.name == "annotations":
+        split = json_path.stem.removeprefix("instances_")
+        top = base.parent
+        candidates += [top / rel, top / "images" / split / rel, top / split / rel, top / "images" / rel]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _coco_labels(file_name: str, im: dict, anns: list[dict], categories: dict[int, str]) -> LabelReader:
+    def read(height: int, width: int):
+        objects, bad = [], []
+        declared = (im.get("height"), im.get("width"))
+        if anns and declared != (height, width) and None not in declared:
+            return [], [(file_name, f"COCO says {declared[1]}x{declared[0]} but the image is {width}x{height}; "
+                                    f"its {len(anns)} annotations were not imported.")]
+        for ann in sorted(anns, key=lambda a: a.get("id", 0)):
+            try:
+                obj = coco.parse_object(ann, categories, height, width)
+            except InputError as err:
+                bad.append((f"{file_name} annotation {ann.get('id')}", str(err)))
+            else:
+                objects.append((categories[obj.category_id], obj.xyxy, obj.mask))
+        return objects, bad
+
+    return read
+
+
+def _plan_yolo(yaml_path: Path, plan: _Plan) -> None:
+    try:
+        ds = yolo.read_data_yaml(yaml_path)
+    except InputError as err:
+        plan.rejected.append((yaml_path.name, str(err)))
+        return
+    plan.classes.extend(ds.names)
+    images_root = ds.root / "images" if (ds.root / "images").is_dir() else ds.root
+    for path in sorted(images_root.rglob("*")):
+        if not path.is_file() or not is_supported(path.name) or "labels" in path.relative_to(ds.root).parts:
+            continue
+        name = f"{ds.root.name}/{path.relative_to(ds.root).as_posix()}"
+        plan.items.append(_Planned(name, lambda p=path: p, _yolo_labels(name, yolo.label_path_for(path), ds.names)))
+
+
+def _yolo_labels(name: str, label_path: Path, names: list[str]) -> LabelReader:
+    def read(height: int, width: int):
+        if not label_path.is_file():
+            return [], []
+        objects, bad = [], []
+        try:
+            lines = label_path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            return [], [(f"{name} labels", f"unreadable label file ({err}).")]
+        for no, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = yolo.parse_line(line, len(names), height, width)
+            except InputError as err:
+                bad.append((f"{label_path.name}:{no}", str(err)))
+            else:
+                objects.append((names[obj.class_index], obj.xyxy, obj.mask))
+        return objects, bad
+
+    return read
