@@ -74,10 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--n", type=int, default=50, help="number of images (default: 50)")
     _seed(p)
+    _json(p)
 
     p = sub.add_parser("import", help="import images, folders, zips, COCO JSON or YOLO datasets")
     _project(p)
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="image file, folder, .zip, COCO .json or YOLO folder")
+    _json(p)
 
     p = sub.add_parser("export", help="export accepted labels as COCO or YOLO")
     _project(p)
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zip", action="store_true", help="write one zip archive")
     p.add_argument("--rle", action="store_true", help="COCO masks as RLE (keeps holes) instead of polygons")
     p.add_argument("--include-proposed", action="store_true", help="also export proposals not yet reviewed")
+    _json(p)
 
     p = sub.add_parser("stats", help="images, classes and annotations by class and status")
     _project(p)
@@ -137,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("proposals", help="proposal recall/precision and mask mIoU against ground truth")
     p.add_argument("--images", type=Path, required=True, metavar="DIR")
     p.add_argument("--gt", type=Path, required=True, metavar="FILE", help="COCO ground truth")
-    p.add_argument("--proposer", required=True, metavar="NAME")
+    p.add_argument("--proposer", required=True, metavar="NAME", help="anomaly, yoloworld[-s|-m|-l|-x], or run:ID")
+    _project(p, required=False)
     p.add_argument("--good", type=int, default=5, metavar="N", help="reference images without defects (default: 5)")
     p.add_argument("--min-score", type=float, default=None, metavar="S")
     _models(p)

@@ -1,0 +1,185 @@
+"""Proposers by registry name, built lazily (importing this module loads no model).
+
+Names (stored as each proposal's ``source``):
+- ``anomaly``: weight-free, against the project's ``good`` images;
+- ``yoloworld-v2-s`` / ``-m`` / ``-l`` / ``-x`` (``yoloworld`` alone means the project's
+  setting ``yoloworld_size``, default ``s``): Ultralytics YOLO-World with text prompts;
+- ``run:ID``: a training run of the project (its own classes and masks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotate.proposers.base import Proposer
+from data.errors import InputError
+
+YOLOWORLD_SIZES = ("s", "m", "l", "x")
+CLIP_FILE = "ViT-B-32.pt"
+# Scores below these are not proposed unless --min-score says otherwise. The anomaly score is
+# 0.5 at its own seed threshold (see annotate.proposers.anomaly), so 0.5 keeps every region it finds.
+DEFAULT_MIN_SCORE = {"anomaly": 0.5, "yoloworld": 0.05, "run": 0.25}
+# How many good images the anomaly proposer uses at most (spread over the project's good images).
+MAX_REFERENCES = 12
+# Accepted annotations sampled to learn the nearest class by appearance.
+MAX_CLASS_EXAMPLES = 300
+
+
+def yoloworld_file(size: str) -> str:
+    return f"yolov8{size}-worldv2.pt"
+
+
+def is_anomaly(name: str) -> bool:
+    return name == "anomaly"
+
+
+def canonical_name(name: str, project: Any = None) -> str:
+    """``yoloworld`` -> ``yoloworld-v2-<size>`` (the project's setting, default s); others unchanged."""
+    name = name.strip()
+    if name == "yoloworld":
+        size = project.get_setting("yoloworld_size", "s") if project is not None else "s"
+        return f"yoloworld-v2-{size}"
+    if name.startswith("yoloworld-") and not name.startswith("yoloworld-v2-"):
+        return f"yoloworld-v2-{name.split('-', 1)[1]}"
+    return name
+
+
+def proposer_names() -> list[str]:
+    return ["anomaly", *(f"yoloworld-v2-{s}" for s in YOLOWORLD_SIZES), "run:ID"]
+
+
+def weights_folder(arg: str | os.PathLike | None) -> Path:
+    from annotate.weights import weights_dir
+
+    return weights_dir(arg)
+
+
+def device_for(device: str) -> str:
+    from annotate.weights import resolve_device
+
+    return resolve_device(device)
+
+
+def create_proposer(
+    name: str,
+    *,
+    project: Any = None,
+    weights_dir: str | None = None,
+    device: str = "auto",
+    class_id: int | None = None,
+    references: list[np.ndarray] | None = None,
+    vocabulary: dict[int, tuple[str, ...]] | None = None,
+) -> Proposer:
+    """Build a proposer.
+
+    - ``anomaly``: ``references`` (RGB images) or the project's ``good`` images; ``class_id`` or,
+      without it, the nearest class by appearance over the project's accepted annotations.
+    - ``yoloworld*``: ``vocabulary`` ``{class_id: prompts}`` or the project's classes (name + prompts).
+    - ``run:ID``: needs ``project``.
+    Raises InputError for unknown names or missing inputs, WeightsMissingError for missing files.
+    """
+    name = canonical_name(name, project)
+    if is_anomaly(name):
+        return _anomaly(project, class_id, references)
+    if name.startswith("yoloworld-v2-"):
+        size = name.rsplit("-", 1)[1]
+        if size not in YOLOWORLD_SIZES:
+            raise InputError(f"YOLO-World size '{size}' is unknown; use one of {', '.join(YOLOWORLD_SIZES)}.")
+        from annotate.proposers.yoloworld import YoloWorldProposer
+
+        if vocabulary is None:
+            if project is None:
+                raise InputError("YOLO-World needs class prompts: give a project or a vocabulary.")
+            vocabulary = project_vocabulary(project)
+        cache_dir = project.path("cache", "text") if project is not None else None
+        return YoloWorldProposer.from_weights(
+            size, vocabulary, weights_folder(weights_dir), device_for(device), cache_dir=cache_dir
+        )
+    if name.startswith("run:"):
+        if project is None:
+            raise InputError(f"proposer '{name}' is a training run: give --project with the run.")
+        from annotate.proposers.run import RunProposer
+
+        return RunProposer(project, name.split(":", 1)[1], device=device_for(device))
+    raise InputError(f"unknown proposer '{name}'; choose one of {', '.join(proposer_names())}.")
+
+
+def project_vocabulary(project: Any) -> dict[int, tuple[str, ...]]:
+    """``{class_id: (name, *synonyms)}``: the class name (underscores as spaces) plus the user's prompts."""
+    vocab = {}
+    for c in project.classes():
+        words = [c.name.replace("_", " "), *c.prompts]
+        seen: list[str] = []
+        for w in words:
+            w = " ".join(w.split())
+            if w and w not in seen:
+                seen.append(w)
+        vocab[c.id] = tuple(seen)
+    if not vocab:
+        raise InputError("the project has no classes; add one before asking YOLO-World for proposals.")
+    return vocab
+
+
+def _anomaly(project: Any, class_id: int | None, references: list[np.ndarray] | None) -> Proposer:
+    from annotate.proposers.anomaly import AnomalyProposer, NearestClass, region_features
+
+    if references is None:
+        if project is None:
+            raise InputError("the anomaly proposer needs reference images or a project with 'good' images.")
+        goods = project.images(status="good")
+        if not goods:
+            raise InputError(
+                "the anomaly proposer compares with defect-free images, and this project has none: "
+                "mark a few images as 'good' first."
+            )
+        pick = np.linspace(0, len(goods) - 1, min(len(goods), MAX_REFERENCES)).round().astype(int)
+        references = [project.load_image(goods[i].id) for i in sorted(set(pick.tolist()))]
+    classifier = None
+    if class_id is None and project is not None:
+        feats, ids = _class_examples(project, region_features)
+        classifier = NearestClass(feats, ids)  # raises a clear InputError when there are no examples
+    return AnomalyProposer(references, class_id=class_id, classifier=classifier)
+
+
+def _class_examples(project: Any, featurize: Any) -> tuple[np.ndarray, np.ndarray]:
+    feats, ids = [], []
+    for rec in project.images():
+        ann = project.annotations(rec.id, statuses=("accepted",))
+        if not len(ann):
+            continue
+        image = project.load_image(rec.id)
+        for a in ann:
+            feats.append(featurize(image, a.mask[0]))
+            ids.append(int(a.class_id[0]))
+        if len(feats) >= MAX_CLASS_EXAMPLES:
+            break
+    return (np.array(feats) if feats else np.zeros((0, 8))), np.array(ids, dtype=np.int64)
+
+
+# ------------------------------------------------------------------ listing
+def proposer_statuses(weights_dir: str | None = None, device: str = "auto") -> list:
+    """Rows for ``python app.py models`` (``annotate.segmenters.registry.ModelStatus``, kind ``proposer``)."""
+    from annotate.segmenters.registry import ModelStatus as ProposerStatus
+
+    folder = weights_folder(weights_dir)
+    dev = device_for(device)
+    rows = [
+        ProposerStatus("anomaly", "proposer", "builtin", "-", "-", "cpu",
+                       "weight-free: compares with the project's 'good' images"),
+    ]
+    clip_ok = (folder / CLIP_FILE).is_file()
+    for s in YOLOWORLD_SIZES:
+        f = yoloworld_file(s)
+        ok = (folder / f).is_file()
+        missing = [x for x, present in ((f, ok), (CLIP_FILE, clip_ok)) if not present]
+        note = "text prompts per class" if not missing else f"unavailable: needs {' and '.join(missing)}"
+        rows.append(ProposerStatus(f"yoloworld-v2-{s}", "proposer", "found" if not missing else "missing",
+                                   f, str(folder), dev, note))
+    rows.append(ProposerStatus("run:ID", "proposer", "builtin", "-", "<project>/runs", dev,
+                               "any finished training run of the project"))
+    return rows
+

@@ -1,0 +1,167 @@
+"""Batch auto-label: storage, no duplicates, accepted never overwritten, resume, cancel, run:ID, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from annotate import autolabel as al
+from annotate.proposers.base import Proposer
+from annotate.segmenters.base import Prediction, Segmenter
+from data.annotations import Annotations
+from data.errors import InputError
+from data.store import Project
+
+H, W = 48, 64
+
+
+class BoxProposer(Proposer):
+    """Two fixed boxes per image, class 1, scores 0.9 and 0.2; counts its calls."""
+
+    name = "fake"
+    keeps_masks = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def propose(self, image, key):
+        self.calls += 1
+        return Annotations.from_boxes([[4, 4, 20, 20], [30, 10, 50, 30]], [1, 1], [0.9, 0.2], source="fake")
+
+
+class InsetSegmenter(Segmenter):
+    """Box -> the box shrunk by 2 px, filled (so masks visibly come from the segmenter)."""
+
+    name = "inset"
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def set_image(self, image, key):
+        self.keys.append(key)
+        self._shape = image.shape[:2]
+
+    def predict(self, key, prompt, multimask=None):
+        m = np.zeros(self._shape, bool)
+        x0, y0, x1, y1 = (int(v) for v in prompt.box)
+        m[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2] = True
+        return Prediction(masks=m[None], scores=np.array([1.0]))
+
+
+def make_project(tmp_path, n=3) -> Project:
+    project = Project.create(tmp_path / "p", ["chip", "stain"])
+    for i in range(n):
+        rgb = np.full((H, W, 3), 100 + i, np.uint8)
+        content = cv2.imencode(".png", rgb)[1].tobytes()
+        project.add_image(content, f"{i}.png", hashlib.sha256(content).hexdigest(), W, H, ".png")
+    return project
+
+
+def all_annotations(project):
+    return [project.annotations(r.id, statuses=("accepted", "proposed", "rejected")) for r in project.images()]
+
+
+def test_proposals_are_stored_with_source_score_and_segmenter_masks(tmp_path):
+    project = make_project(tmp_path)
+    chip = project.class_by_name("chip").id
+    rep = al.autolabel(project, BoxProposer(), InsetSegmenter(), min_score=0.5, class_id=chip)
+    assert (rep.images_done, rep.proposals_added, rep.dropped_low_score) == (3, 3, 3)
+    assert rep.images_per_s > 0 and rep.detect_s >= 0 and rep.mask_s >= 0
+    for ann in all_annotations(project):
+        assert len(ann) == 1
+        assert ann.status[0] == "proposed" and ann.source[0] == "fake" and ann.class_id[0] == chip
+        assert ann.confidence[0] == pytest.approx(0.9)
+        assert ann.xyxy[0].tolist() == [6, 6, 18, 18]  # drawn by the segmenter from the box
+
+
+def test_never_duplicates_or_overwrites_an_accepted_annotation(tmp_path):
+    project = make_project(tmp_path, n=1)
+    chip = project.class_by_name("chip").id
+    image_id = project.images()[0].id
+    mine = Annotations.from_boxes([[5, 5, 21, 21]], [chip], [np.nan], source="manual", status="accepted")
+    project.add_annotations(image_id, mine)
+    rep = al.autolabel(project, BoxProposer(), None, class_id=chip)
+    assert rep.dropped_duplicates == 1 and rep.proposals_added == 1
+    rep = al.autolabel(project, BoxProposer(), None, class_id=chip, redo=True)  # asked to run again
+    assert rep.proposals_added == 0 and rep.dropped_duplicates == 2
+    ann = all_annotations(project)[0]
+    accepted = ann.filter(ann.status == "accepted")
+    assert len(accepted) == 1 and accepted.source[0] == "manual" and accepted.xyxy[0].tolist() == [5, 5, 21, 21]
+    assert len(ann) == 2
+
+
+def test_cancel_then_resume_where_it_stopped(tmp_path):
+    project = make_project(tmp_path, n=4)
+    cancel = threading.Event()
+    prop = BoxProposer()
+
+    def progress(done, total):
+        if done == 2:
+            cancel.set()
+
+    rep = al.autolabel(project, prop, None, class_id=1, progress=progress, cancel=cancel)
+    assert rep.cancelled and rep.images_done == 2
+    rep = al.autolabel(project, prop, None, class_id=1)
+    assert not rep.cancelled and (rep.images_done, rep.images_skipped) == (2, 2)
+    assert prop.calls == 4  # each image proposed on once
+    assert [len(a) for a in all_annotations(project)] == [2, 2, 2, 2]
+
+
+def test_select_unlabeled_skips_done_and_good_images(tmp_path):
+    project = make_project(tmp_path, n=3)
+    ids = [r.id for r in project.images()]
+    project.set_image_status(ids[0], "done")
+    project.set_image_status(ids[1], "good")
+    assert [r.id for r in al.select_images(project, "unlabeled")] == [ids[2]]
+    assert [r.id for r in al.select_images(project, "all")] == [ids[0], ids[2]]
+    with pytest.raises(InputError):
+        al.select_images(project, "some")
+
+
+def test_run_proposer_keeps_its_own_classes_and_masks(tmp_path, monkeypatch):
+    from annotate.proposers import run as run_mod
+    from annotate.proposers.registry import create_proposer
+
+    project = make_project(tmp_path, n=2)
+    stain = project.class_by_name("stain").id
+
+    def fake_predict(project_, run_id, image, device):
+        assert run_id == "3"
+        m = np.zeros((1, H, W), bool)
+        m[0, 10:20, 10:30] = True
+        return Annotations.from_masks(m, stain, 0.8, source="whatever", status="proposed")
+
+    monkeypatch.setattr(run_mod, "predict_run", fake_predict)
+    prop = create_proposer("run:3", project=project, device="cpu")
+    seg = InsetSegmenter()
+    rep = al.autolabel(project, prop, seg, min_score=0.25)
+    assert rep.proposals_added == 2 and seg.keys == []  # a segmentation run's masks are kept
+    ann = all_annotations(project)[0]
+    assert ann.source[0] == "run:3" and ann.class_id[0] == stain and ann.mask[0].sum() == 200
+
+
+def _args(**kw):
+    base = dict(project=None, proposer="anomaly", select="unlabeled", min_score=None, segmenter=None,
+                class_name=None, redo=False, weights_dir=None, device="cpu")
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_cli_autolabel_anomaly(tmp_path, capsys):
+    from annotate.proposers.cli import cmd_autolabel
+
+    project = make_project(tmp_path, n=3)
+    ids = [r.id for r in project.images()]
+    with pytest.raises(InputError, match="good"):  # no reference images yet
+        cmd_autolabel(_args(project=str(project.root), class_name="chip"))
+    project.set_image_status(ids[0], "good")
+    with pytest.raises(InputError, match="not in the project"):
+        cmd_autolabel(_args(project=str(project.root), class_name="dent"))
+    assert cmd_autolabel(_args(project=str(project.root), class_name="chip")) == 0
+    out = capsys.readouterr().out
+    assert "anomaly: 2 images proposed on" in out and "images/s" in out

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from annotate.segmenters.base import Prompt
+from annotate.segmenters.classical import ClassicalSegmenter
+from data.geometry import mask_iou, mask_to_box
+from tests.annotate.conftest import blob_image
+
+
+@pytest.mark.parametrize(
+    "h,w,cx,cy,r,dark",
+    [
+        (240, 360, 200, 110, 30, True),  # landscape, dark defect
+        (400, 220, 90, 300, 25, False),  # portrait, bright defect
+        (900, 900, 450, 450, 60, True),  # sample-sized image
+        (150, 500, 470, 40, 18, True),  # defect near the image corner
+    ],
+)
+def test_box_prompt_finds_the_defect(h, w, cx, cy, r, dark):
+    rgb, gt = blob_image(h, w, cx, cy, r, dark=dark)
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    pred = seg.predict("k", Prompt.make(box=mask_to_box(gt)))
+    assert pred.masks.shape[1:] == (h, w)
+    assert 1 <= len(pred.masks) <= 3
+    assert mask_iou(pred.masks[0], gt) > 0.85
+
+
+def test_click_inside_gives_mask_there(blob):
+    rgb, gt = blob
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    pred = seg.predict("k", Prompt.make([[200, 110]]))
+    assert pred.masks[0][110, 200]
+    assert mask_iou(pred.masks[0], gt) > 0.7
+
+
+def test_negative_click_removes_region_and_positive_adds(blob):
+    rgb, gt = blob
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    prev = gt.copy()
+    prev[10:40, 10:40] = True  # a false region far from the defect
+    pred = seg.predict("k", Prompt.make([[200, 110], [25, 25]], [1, 0], prev_mask=prev))
+    assert not pred.masks[0][25, 25]
+    assert pred.masks[0][110, 200]
+
+
+def test_unknown_key_is_keyerror():
+    with pytest.raises(KeyError):
+        ClassicalSegmenter().predict("nope", Prompt.make([[1, 1]]))
+
+
+def test_fast_on_900px():
+    rgb, gt = blob_image(900, 900, 450, 450, 80)
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    seg.predict("k", Prompt.make(box=mask_to_box(gt)))
+    t0 = time.perf_counter()
+    for _ in range(3):
+        seg.predict("k", Prompt.make(box=mask_to_box(gt)))
+    assert (time.perf_counter() - t0) / 3 < 0.3  # generous for a loaded 2-core CI box
+
+
+def test_sample_images_with_known_masks():
+    sample = pytest.importorskip("data.sample")
+    rng = np.random.default_rng(3)
+    seg = ClassicalSegmenter()
+    ious = []
+    for i in range(4):
+        rgb, defects = sample.render_image(rng, "contamination" if i % 2 else "broken_large")
+        seg.set_image(rgb, f"s{i}")
+        for _, m in defects:
+            ious.append(mask_iou(seg.predict(f"s{i}", Prompt.make(box=mask_to_box(m))).masks[0], m))
+    assert ious and np.mean(ious) > 0.6
