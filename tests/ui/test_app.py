@@ -1,0 +1,38 @@
+"""Project-screen tables and the class-deletion wording, without a browser."""
+
+from __future__ import annotations
+
+from data.annotations import Annotations
+from ui.app import build_app, class_rows, delete_consequence, image_rows
+
+
+def test_image_rows_say_unlabeled_proposals_labeled_good(project):
+    import numpy as np
+
+    m = np.zeros((60, 80), bool)
+    m[5:10, 5:10] = True
+    project.add_annotations(1, Annotations.from_masks(m, 1, 0.8, source="anomaly", status="proposed"))
+    project.add_annotations(2, Annotations.from_masks(m, 2))
+    project.set_image_status(3, "good")
+    rows = {r[0]: r for r in image_rows(project)}
+    assert rows[1][2] == "has proposals" and rows[1][4] == 1
+    assert rows[2][2].startswith("labeled") and rows[2][3] == 1
+    assert rows[3][2] == "good"
+    assert class_rows(project)[0][3:] == [0, 1, 0]
+
+
+def test_delete_consequence_spells_out_move_or_delete(project):
+    import numpy as np
+
+    m = np.zeros((60, 80), bool)
+    m[5:10, 5:10] = True
+    project.add_annotations(1, Annotations.from_masks(m, 1))
+    assert "**deletes** its 1 annotations (1 accepted" in delete_consequence(project, 1, None)
+    assert "moves its 1 annotations" in delete_consequence(project, 1, 2)
+
+
+def test_build_app_has_every_screen(project, fake):
+    demo = build_app(project, fake)
+    labels = {getattr(b, "label", None) for b in demo.blocks.values()}
+    assert {"Project", "Label", "Review", "Export", "Train", "Predict"} <= labels
+    demo.ds_service.close()

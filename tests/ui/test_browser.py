@@ -1,0 +1,144 @@
+"""The app in headless Chromium: click a defect, pick a candidate, accept, navigate, export COCO.
+
+Runs the weight-free ``classical`` segmenter on a small sample project. Set
+``DEFECT_STUDIO_SCREENSHOTS=docs/screenshots`` to also save the Label and Review screens for
+the README (a normal run writes nothing into the repository).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ui.browser import browser_unavailable
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+_why = browser_unavailable()
+if _why:
+    pytest.skip(f"browser tests skipped: {_why}", allow_module_level=True)
+
+SHOTS = os.environ.get("DEFECT_STUDIO_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from annotate.segmenters.classical import ClassicalSegmenter
+    from ui.app import build_app
+    from ui.browser import chromium, serve
+    from ui.cli import _bench_project
+
+    project, points = _bench_project(tmp_path_factory.mktemp("ui"), n=6)
+    by_name = {Path(r.name).name: r.id for r in project.images()}
+    targets = {by_name[n]: ps for n, ps in points.items() if n in by_name}
+    demo = build_app(project, ClassicalSegmenter())
+    with serve(demo) as url, chromium() as browser:
+        yield project, targets, url, browser
+    demo.ds_service.close()
+
+
+def _page(browser, url):
+    from ui.browser import LabelPage
+
+    ctx = browser.new_context(viewport={"width": 1400, "height": 950})
+    return ctx, LabelPage(ctx.new_page(), url)
+
+
+def test_click_pick_accept_navigate_export(app, tmp_path):
+    from pycocotools.coco import COCO
+
+    project, targets, url, browser = app
+    ctx, lp = _page(browser, url)
+    image_id, pts = sorted(targets.items())[0]
+    lp.open(image_id)
+    x, y = pts[0]
+    lp.click(x, y)
+    assert int(lp.data("candidates")) >= 1, lp.status()
+    # A box around the defect gives the weight-free segmenter's tight and loose candidates.
+    lp.page.keyboard.press("Escape")
+    lp.drag(x - 30, y - 30, x + 30, y + 30)
+    n = int(lp.data("candidates"))
+    if n > 1:
+        lp.page.locator("#ds-label .ds-cand").nth(1).click()
+        lp.idle()
+        assert lp.page.locator("#ds-label .ds-cand.on").get_attribute("data-index") == "1"
+    lp.page.keyboard.press("2")  # class broken_small
+    lp.page.keyboard.press("Enter")
+    lp.page.wait_for_function("() => document.querySelector('#ds-label .ds-label').dataset.saved")
+    assert "Saved #" in lp.status()
+    ann = project.annotations(image_id)
+    assert len(ann) == 1 and project.class_names()[int(ann.class_id[0])] == "broken_small"
+    assert ann.mask[0][int(y), int(x)]  # the saved mask covers the clicked defect
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        lp.click(*pts[-1]) if len(pts) > 1 else None
+        lp.page.screenshot(path=str(Path(SHOTS) / "label.png"))
+        lp.page.keyboard.press("Escape")
+        lp.idle()
+    lp.page.keyboard.press("d")
+    lp.page.wait_for_function(f"() => document.querySelector('#ds-label .ds-label').dataset.imageId !== '{image_id}'")
+    lp.page.keyboard.press("a")
+    lp.page.wait_for_function(f"() => document.querySelector('#ds-label .ds-label').dataset.imageId === '{image_id}'")
+    lp.idle()
+    assert lp.data("annotations") == "1"  # still there after moving away and back
+    lp.page.locator("#ds-label .ds-done").click()
+    lp.idle()
+    assert project.image(image_id).status == "done"
+
+    lp.page.get_by_role("tab", name="Export").click()
+    lp.page.get_by_role("button", name="Export", exact=True).click()
+    lp.page.get_by_text("Folder:").wait_for(timeout=30000)
+    folder = lp.page.get_by_text("Folder:").inner_text().split("Folder:")[1].strip().split("\n")[0].strip()
+    coco_files = list(Path(folder).rglob("*.json"))
+    assert coco_files, f"no COCO json in {folder}"
+    gt = COCO(str(coco_files[0]))
+    assert len(gt.getAnnIds()) == 1 and gt.loadCats(gt.getCatIds())[1]["name"] == "broken_small"
+    area = int(gt.annToMask(gt.loadAnns(gt.getAnnIds())[0]).sum())
+    assert abs(area - int(ann.mask[0].sum())) <= 0.25 * ann.mask[0].sum() + 10  # polygon of the saved mask
+    ctx.close()
+
+
+def test_two_sessions_label_different_images_at_once(app):
+    project, targets, url, browser = app
+    (id_a, pts_a), (id_b, pts_b) = sorted(targets.items())[1:3]
+    ctx_a, a = _page(browser, url)
+    ctx_b, b = _page(browser, url)
+    a.open(id_a)
+    b.open(id_b)
+    before_a, before_b = len(a.metrics()), len(b.metrics())
+    # Both clicks are in flight together: neither waits for the other's answer.
+    for lp, (x, y) in ((a, pts_a[0]), (b, pts_b[0])):
+        lp.page.mouse.click(*lp.to_page(x, y))
+    a.page.wait_for_function(f"() => window.__ds.metrics.length > {before_a}")
+    b.page.wait_for_function(f"() => window.__ds.metrics.length > {before_b}")
+    for lp in (a, b):
+        lp.page.keyboard.press("3")
+        lp.page.keyboard.press("Enter")
+    for lp in (a, b):
+        lp.page.wait_for_function("() => document.querySelector('#ds-label .ds-label').dataset.saved")
+    for image_id, (x, y) in ((id_a, pts_a[0]), (id_b, pts_b[0])):
+        ann = project.annotations(image_id)
+        assert len(ann) == 1 and ann.mask[0][int(y), int(x)], f"image {image_id}: mask not on its own click"
+    if SHOTS:
+        _review_screenshot(project, a.page, Path(SHOTS))
+    ctx_a.close()
+    ctx_b.close()
+
+
+def _review_screenshot(project, page, out: Path) -> None:
+    """Real anomaly proposals (3 good references), then the Review screen."""
+    from annotate.autolabel import autolabel
+    from annotate.proposers.registry import create_proposer
+
+    labeled = {r.id for r in project.images() if len(project.annotations(r.id))}
+    free = [r.id for r in project.images() if r.id not in labeled][:3]
+    for i in free:
+        project.set_image_status(i, "good")
+    autolabel(project, create_proposer("anomaly", project=project, class_id=project.classes()[2].id), None,
+              select="unlabeled", min_score=0.3)
+    page.reload()
+    page.get_by_role("tab", name="Review").click()
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(out / "review.png"), full_page=True)

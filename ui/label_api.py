@@ -1,0 +1,512 @@
+"""The Label screen's server side: prompts -> candidate masks -> saved annotations.
+
+Plain Python, no Gradio: every public method takes JSON-like values from the page and
+returns a JSON-able dict, so the handlers are unit-tested without a browser and the
+``gr.HTML`` server functions (``ui.label_component``) are thin wrappers.
+
+What crosses the wire on a click is only the overlay: each candidate mask as its bounding
+box, a small transparent PNG of the box crop and its outline. The image itself is sent once,
+when it is opened. The page never names a file: it names image and annotation ids, which
+are checked against the project, and a session token, which is checked against the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+from annotate.segmenters.base import Prompt, Segmenter
+from data.annotations import Annotations
+from data.errors import InputError, NotFoundError, StudioError
+from data.geometry import mask_to_polygons, polygons_to_mask
+from data.store import Project
+from ui.sessions import LabelSession, Pending, SessionStore, Undo
+
+MANUAL = "manual"
+MAX_POINTS = 64  # prompts per mask; more is a runaway client, not a user
+MAX_STROKE = 4000  # points in one brush stroke or polygon
+MAX_RADIUS = 200
+PREFETCH_AHEAD = 3
+JPEG_QUALITY = 92
+
+
+class LabelError(StudioError):
+    """A request from the page that cannot be served (bad token, bad id, bad value)."""
+
+
+def fallback_notice(segmenter: Segmenter, weights_dir: str | None = None) -> str:
+    if not getattr(segmenter, "is_fallback", False):
+        return ""
+    folder = weights_dir or _default_weights_folder()
+    return (f"weight-free classical segmenter: put mobile_sam.pt in {folder} for SAM "
+            f"(see 'python app.py models')")
+
+
+def _default_weights_folder() -> str:
+    try:
+        from annotate.weights import weights_dir
+
+        return str(weights_dir(None))
+    except (ImportError, AttributeError, TypeError):
+        return "the weights folder (--weights-dir or DEFECT_STUDIO_WEIGHTS)"
+
+
+# --------------------------------------------------------------- encodings
+def _b64(buf: np.ndarray) -> str:
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def image_data_url(rgb: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise LabelError("the image could not be encoded for display.")
+    return "data:image/jpeg;base64," + _b64(buf)
+
+
+def mask_payload(mask: np.ndarray) -> dict[str, Any] | None:
+    """A mask as its box, a transparent PNG of the box crop (white where set) and its outline."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    crop = mask[y0:y1, x0:x1].astype(np.uint8) * 255
+    bgra = np.dstack([crop, crop, crop, crop])
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = [(c.reshape(-1, 2) + (x0, y0)).astype(int).ravel().tolist() for c in contours if len(c) >= 2]
+    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "png": _b64(buf) if ok else "", "outline": outline,
+            "area": int(len(xs))}
+
+
+def _num(v: Any, name: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError) as err:
+        raise LabelError(f"{name} must be a number, got {v!r}.") from err
+    if not math.isfinite(f):
+        raise LabelError(f"{name} must be finite.")
+    return f
+
+
+def _int(v: Any, name: str) -> int:
+    f = _num(v, name)
+    if f != int(f):
+        raise LabelError(f"{name} must be an integer, got {v!r}.")
+    return int(f)
+
+
+class LabelService:
+    """Server side of the Label screen, shared by every page of one server."""
+
+    def __init__(self, project: Project, segmenter: Segmenter, sessions: SessionStore | None = None,
+                 weights_dir: str | None = None, prefetch: bool = True) -> None:
+        self.project = project
+        self.segmenter = segmenter
+        self.sessions = sessions or SessionStore()
+        self.notice = fallback_notice(segmenter, weights_dir)
+        self._prefetcher = None
+        if prefetch:
+            from annotate.segmenters.prefetch import Prefetcher
+
+            self._prefetcher = Prefetcher(segmenter)
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+
+    # ------------------------------------------------------------ sessions
+    def open_page(self, owner: str = "") -> str:
+        return self.sessions.open(owner).token
+
+    def _session(self, token: Any) -> LabelSession:
+        s = self.sessions.get(token)
+        if s is None:
+            raise LabelError("this page's session has expired; reload the page.")
+        return s
+
+    def _require_image(self, s: LabelSession) -> int:
+        if s.image_id is None:
+            raise LabelError("open an image first.")
+        return s.image_id
+
+    # ---------------------------------------------------------------- boot
+    def boot(self, token: Any) -> dict[str, Any]:
+        self._session(token)
+        return {
+            "segmenter": {"name": self.segmenter.name, "device": self.segmenter.device,
+                          "fallback": bool(getattr(self.segmenter, "is_fallback", False)), "notice": self.notice},
+            "classes": self.classes(),
+            "images": self.image_list(),
+        }
+
+    def classes(self) -> list[dict[str, Any]]:
+        return [{"id": c.id, "name": c.name, "color": c.color} for c in self.project.classes()]
+
+    def image_list(self) -> list[dict[str, Any]]:
+        return [{"id": r.id, "name": r.name, "status": r.status} for r in self.project.images()]
+
+    # ---------------------------------------------------------- open image
+    def open_image(self, token: Any, image_id: Any) -> dict[str, Any]:
+        s = self._session(token)
+        image_id = _int(image_id, "image id")
+        try:
+            rec = self.project.image(image_id)
+        except NotFoundError as err:
+            raise LabelError(str(err)) from err
+        rgb = self.project.load_image(rec.id)
+        if not self.segmenter.is_ready(rec.sha256):
+            self.segmenter.set_image(rgb, rec.sha256)
+        with s.lock:
+            s.image_id, s.key = rec.id, rec.sha256
+            s.pending = Pending()
+            # Undo of prompts is per image; undo of accepts stays possible only on their own image.
+            s.undo = []
+        self._prefetch_after(rec.id)
+        images = self.project.images()
+        index = next((k for k, r in enumerate(images) if r.id == rec.id), 0)
+        return {
+            "image": {"id": rec.id, "name": rec.name, "width": rec.width, "height": rec.height,
+                      "status": rec.status, "index": index, "total": len(images),
+                      "prev": images[index - 1].id if index > 0 else None,
+                      "next": images[index + 1].id if index + 1 < len(images) else None},
+            "src": image_data_url(rgb),
+            "annotations": self._annotations(rec.id),
+            "pending": self._pending_view(s, 0.0),
+        }
+
+    def _prefetch_after(self, image_id: int) -> None:
+        if self._prefetcher is None:
+            return
+        images = self.project.images()
+        ids = [r.id for r in images]
+        k = ids.index(image_id) if image_id in ids else -1
+        todo = images[k + 1:k + 1 + PREFETCH_AHEAD]
+        self._prefetcher.prefetch([(r.sha256, self._loader(r.id)) for r in todo])
+
+    def _loader(self, image_id: int) -> Callable[[], np.ndarray]:
+        return lambda: self.project.load_image(image_id)
+
+    def _annotations(self, image_id: int) -> list[dict[str, Any]]:
+        ann = self.project.annotations(image_id, statuses=("accepted", "proposed"))
+        out = []
+        for i in range(len(ann)):
+            payload = mask_payload(ann.mask[i]) if ann.mask is not None else None
+            score = float(ann.confidence[i])
+            out.append({"id": int(ann.ids[i]), "class_id": int(ann.class_id[i]), "status": str(ann.status[i]),
+                        "source": str(ann.source[i]), "score": None if math.isnan(score) else round(score, 3),
+                        "mask": payload})
+        return out
+
+    # ------------------------------------------------------------- prompts
+    def prompt(self, token: Any, kind: Any, coords: Any) -> dict[str, Any]:
+        """Add a prompt and predict. ``kind``: "pos" or "neg" with ``[x, y]``, "box" with ``[x0, y0, x1, y1]``."""
+        t0 = time.perf_counter()
+        s = self._session(token)
+        with s.lock:
+            self._require_image(s)
+            h, w = self.project.image(s.image_id).height, self.project.image(s.image_id).width
+            new = s.pending.copy()
+            if kind in ("pos", "neg"):
+                if not isinstance(coords, (list, tuple)) or len(coords) != 2:
+                    raise LabelError("a point prompt is [x, y].")
+                x, y = (_num(coords[0], "x"), _num(coords[1], "y"))
+                if not (0 <= x < w and 0 <= y < h):
+                    raise LabelError(f"point ({x:.0f}, {y:.0f}) is outside the {w}x{h} image.")
+                if len(new.points) >= MAX_POINTS:
+                    raise LabelError(f"at most {MAX_POINTS} points per mask; accept or clear (Esc) first.")
+                new.points.append((x, y))
+                new.labels.append(1 if kind == "pos" else 0)
+            elif kind == "box":
+                if not isinstance(coords, (list, tuple)) or len(coords) != 4:
+                    raise LabelError("a box prompt is [x0, y0, x1, y1].")
+                x0, y0, x1, y1 = (_num(v, "box") for v in coords)
+                x0, x1 = sorted((min(max(x0, 0), w), min(max(x1, 0), w)))
+                y0, y1 = sorted((min(max(y0, 0), h), min(max(y1, 0), h)))
+                if x1 - x0 < 2 or y1 - y0 < 2:
+                    raise LabelError("the box is too small; drag a larger box.")
+                new.box = (x0, y0, x1, y1)
+            else:
+                raise LabelError(f"unknown prompt kind {kind!r}; use pos, neg or box.")
+            ms = self._predict(s, new)
+            s.push_pending()
+            s.pending = new
+            return self._pending_view(s, ms, t0)
+
+    def _predict(self, s: LabelSession, p: Pending) -> float:
+        refine = len(p.points) + (p.box is not None) > 1
+        prev = s.pending
+        prompt = Prompt.make(
+            points=p.points, labels=p.labels, box=p.box,
+            mask_input=(prev.low_res[prev.chosen] if refine and prev.low_res is not None else None),
+            prev_mask=(prev.mask if refine else None),
+        )
+        try:
+            pred = self.segmenter.predict(s.key, prompt)
+        except KeyError:
+            # Evicted from the segmenter's cache (another session's images pushed it out): set it again.
+            self.segmenter.set_image(self.project.load_image(s.image_id), s.key)
+            pred = self.segmenter.predict(s.key, prompt)
+        keep = [i for i in range(len(pred.masks)) if pred.masks[i].any()]
+        if not keep:
+            p.masks, p.scores, p.low_res = None, None, None
+        else:
+            p.masks = pred.masks[keep]
+            p.scores = np.asarray(pred.scores)[keep]
+            p.low_res = None if pred.low_res is None else pred.low_res[keep]
+        p.chosen = 0
+        # A segmenter result replaces a hand edit, unless an existing annotation is being refined.
+        p.manual = False
+        return float(pred.ms)
+
+    def choose(self, token: Any, index: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            k = _int(index, "candidate")
+            if s.pending.masks is None or not 0 <= k < len(s.pending.masks):
+                raise LabelError("no such candidate.")
+            s.push_pending()
+            s.pending = s.pending.copy()
+            s.pending.chosen = k
+            return self._pending_view(s, 0.0)
+
+    def clear(self, token: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            if s.pending.masks is not None or s.pending.points or s.pending.box is not None:
+                s.push_pending()
+            s.pending = Pending()
+            return self._pending_view(s, 0.0)
+
+    def _pending_view(self, s: LabelSession, predict_ms: float, t0: float | None = None) -> dict[str, Any]:
+        p = s.pending
+        cands = []
+        if p.masks is not None:
+            for i in range(len(p.masks)):
+                cands.append({"score": None if p.scores is None else round(float(p.scores[i]), 3),
+                              "mask": mask_payload(p.masks[i])})
+        view = {"points": [[x, y, lbl] for (x, y), lbl in zip(p.points, p.labels, strict=True)],
+                "box": list(p.box) if p.box else None, "candidates": cands, "chosen": p.chosen,
+                "manual": p.manual, "editing": p.editing_id, "predict_ms": round(predict_ms, 2),
+                "can_undo": bool(s.undo)}
+        if t0 is not None:
+            view["server_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        return view
+
+    # ------------------------------------------------------------- accept
+    def accept(self, token: Any, class_id: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            image_id = self._require_image(s)
+            cid = _int(class_id, "class id")
+            try:
+                self.project.get_class(cid)
+            except NotFoundError as err:
+                raise LabelError(f"{err} Pick a class (number keys) first.") from err
+            mask = s.pending.mask
+            if mask is None or not mask.any():
+                raise LabelError("nothing to accept: click on a defect (or draw a box or polygon) first.")
+            source = MANUAL if s.pending.manual else self.segmenter.name
+            score = float("nan") if s.pending.manual or s.pending.scores is None else float(
+                s.pending.scores[s.pending.chosen])
+            if s.pending.editing_id is not None:
+                ann_id = s.pending.editing_id
+                old_image, old = self.project.annotation(ann_id)
+                restored = {"class_id": int(old.class_id[0]), "mask": old.mask[0], "source": str(old.source[0]),
+                            "status": str(old.status[0])}
+                self.project.update_annotation(ann_id, class_id=cid, mask=mask, source=source, status="accepted")
+                s.push(Undo(pending=s.pending.copy(), restored={"id": ann_id, **restored}))
+            else:
+                ann = Annotations.from_masks(mask[None], cid, confidence=score, source=source, status="accepted")
+                ann_id = self.project.add_annotations(image_id, ann)[0]
+                s.push(Undo(pending=s.pending.copy(), created_id=ann_id))
+            s.pending = Pending()
+            return self._after_change(s, saved=ann_id)
+
+    def _after_change(self, s: LabelSession, saved: int | None = None) -> dict[str, Any]:
+        rec = self.project.image(s.image_id)
+        return {"annotations": self._annotations(rec.id), "pending": self._pending_view(s, 0.0),
+                "saved": saved, "image_status": rec.status}
+
+    def undo(self, token: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            self._require_image(s)
+            if not s.undo:
+                raise LabelError("nothing to undo on this image.")
+            step = s.undo.pop()
+            undone = "prompt"
+            if step.created_id is not None:
+                self.project.delete_annotations([step.created_id])
+                undone = f"annotation #{step.created_id} removed"
+            elif step.restored is not None:
+                r = step.restored
+                self.project.update_annotation(r["id"], class_id=r["class_id"], mask=r["mask"], source=r["source"],
+                                               status=r["status"])
+                undone = f"annotation #{r['id']} restored"
+            s.pending = step.pending if step.pending is not None else Pending()
+            out = self._after_change(s)
+            out["undone"] = undone
+            return out
+
+    # ---------------------------------------------------- annotation list
+    def _own_annotation(self, s: LabelSession, ann_id: Any) -> tuple[int, Annotations]:
+        aid = _int(ann_id, "annotation id")
+        try:
+            image_id, ann = self.project.annotation(aid)
+        except NotFoundError as err:
+            raise LabelError(str(err)) from err
+        if image_id != s.image_id:
+            raise LabelError(f"annotation #{aid} is not on the open image.")
+        return aid, ann
+
+    def delete(self, token: Any, ann_id: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            aid, _ = self._own_annotation(s, ann_id)
+            self.project.delete_annotations([aid])
+            if s.pending.editing_id == aid:
+                s.pending = Pending()
+            return self._after_change(s)
+
+    def set_class(self, token: Any, ann_id: Any, class_id: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            aid, _ = self._own_annotation(s, ann_id)
+            cid = _int(class_id, "class id")
+            try:
+                self.project.update_annotation(aid, class_id=cid)
+            except NotFoundError as err:
+                raise LabelError(str(err)) from err
+            return self._after_change(s, saved=aid)
+
+    def review(self, token: Any, ann_id: Any, status: Any) -> dict[str, Any]:
+        """Accept or reject a proposal shown on the Label screen."""
+        s = self._session(token)
+        with s.lock:
+            aid, _ = self._own_annotation(s, ann_id)
+            from annotate import review
+
+            if status == "accepted":
+                review.accept(self.project, [aid])
+            elif status == "rejected":
+                review.reject(self.project, [aid])
+            else:
+                raise LabelError("status must be accepted or rejected.")
+            return self._after_change(s, saved=aid)
+
+    def edit(self, token: Any, ann_id: Any) -> dict[str, Any]:
+        """Load an annotation's mask as the pending mask, to refine with clicks, brush or polygon."""
+        s = self._session(token)
+        with s.lock:
+            aid, ann = self._own_annotation(s, ann_id)
+            s.push_pending()
+            score = ann.confidence[:1]
+            s.pending = Pending(masks=ann.mask[:1].copy(), scores=None if np.isnan(score[0]) else score,
+                                manual=str(ann.source[0]) == MANUAL, editing_id=aid)
+            view = self._pending_view(s, 0.0)
+            view["class_id"] = int(ann.class_id[0])
+            return view
+
+    def set_image_status(self, token: Any, status: Any) -> dict[str, Any]:
+        s = self._session(token)
+        with s.lock:
+            image_id = self._require_image(s)
+            if status not in ("unlabeled", "done", "good"):
+                raise LabelError("image status must be unlabeled, done or good.")
+            if status == "good" and len(self.project.annotations(image_id, statuses=("accepted",), with_masks=False)):
+                raise LabelError("this image has accepted defects, so it cannot be marked good; delete them first.")
+            self.project.set_image_status(image_id, status)
+            return {"image_status": status}
+
+    # ------------------------------------------------------ hand editing
+    def stroke(self, token: Any, mode: Any, points: Any, radius: Any) -> dict[str, Any]:
+        """Paint (``brush``) or erase (``eraser``) a polyline of ``radius`` pixels on the pending mask."""
+        s = self._session(token)
+        with s.lock:
+            self._require_image(s)
+            rec = self.project.image(s.image_id)
+            if mode not in ("brush", "eraser"):
+                raise LabelError("stroke mode must be brush or eraser.")
+            r = _num(radius, "radius")
+            if not 0.5 <= r <= MAX_RADIUS:
+                raise LabelError(f"brush radius must be between 0.5 and {MAX_RADIUS} pixels.")
+            pts = self._points(points)
+            base = s.pending.mask
+            if base is None:
+                if mode == "eraser":
+                    raise LabelError("nothing to erase: there is no mask yet.")
+                base = np.zeros((rec.height, rec.width), dtype=bool)
+            canvas = base.astype(np.uint8)
+            ipts = np.round(pts).astype(np.int32)
+            thick = max(1, int(round(2 * r)))
+            value = 1 if mode == "brush" else 0
+            if len(ipts) == 1:
+                cv2.circle(canvas, tuple(int(v) for v in ipts[0]), int(round(r)), value, -1)
+            else:
+                cv2.polylines(canvas, [ipts.reshape(-1, 1, 2)], False, value, thick)
+                for p in (ipts[0], ipts[-1]):
+                    cv2.circle(canvas, (int(p[0]), int(p[1])), int(round(r)), value, -1)
+            self._set_manual(s, canvas.astype(bool))
+            return self._pending_view(s, 0.0)
+
+    def polygon(self, token: Any, points: Any) -> dict[str, Any]:
+        """Replace the pending mask by a polygon ``[[x, y], ...]`` (at least 3 vertices)."""
+        s = self._session(token)
+        with s.lock:
+            self._require_image(s)
+            rec = self.project.image(s.image_id)
+            pts = self._points(points)
+            if len(pts) < 3:
+                raise LabelError("a polygon needs at least 3 points.")
+            mask = polygons_to_mask([pts.ravel().tolist()], rec.height, rec.width)
+            if not mask.any():
+                raise LabelError("the polygon covers no pixel of the image.")
+            self._set_manual(s, mask)
+            return self._pending_view(s, 0.0)
+
+    def polygon_of(self, token: Any) -> dict[str, Any]:
+        """The pending mask's outline as an editable polygon (its largest part)."""
+        s = self._session(token)
+        with s.lock:
+            mask = s.pending.mask
+            if mask is None:
+                raise LabelError("no mask to edit: click a defect or pick an annotation's Edit first.")
+            polys = mask_to_polygons(mask)
+            if not polys:
+                raise LabelError("the mask is too small to edit as a polygon; use the brush.")
+            flat = max(polys, key=len)
+            pts = np.asarray(flat, dtype=np.float32).reshape(-1, 2)
+            approx = cv2.approxPolyDP(pts.reshape(-1, 1, 2), 0.8, True).reshape(-1, 2)
+            if len(approx) >= 3:
+                pts = approx
+            return {"points": [[round(float(x), 1), round(float(y), 1)] for x, y in pts]}
+
+    def _points(self, points: Any) -> np.ndarray:
+        if not isinstance(points, (list, tuple)) or not points or len(points) > MAX_STROKE:
+            raise LabelError(f"expected 1 to {MAX_STROKE} points.")
+        try:
+            arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError) as err:
+            raise LabelError("points must be [[x, y], ...].") from err
+        if not np.isfinite(arr).all():
+            raise LabelError("points must be finite numbers.")
+        return arr
+
+    def _set_manual(self, s: LabelSession, mask: np.ndarray) -> None:
+        s.push_pending()
+        editing = s.pending.editing_id
+        s.pending = Pending(masks=mask[None], scores=None, manual=True, editing_id=editing)
+
+
+def safe_call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run a handler for the page: expected failures become ``{"error": message}``, never a 500."""
+    try:
+        return fn(*args)
+    except (StudioError, InputError) as err:
+        return {"error": str(err)}

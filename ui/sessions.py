@@ -1,0 +1,118 @@
+"""Per-page labeling state, keyed by a server-generated token.
+
+The Label screen's clicks go through ``gr.HTML`` server functions, which run outside
+Gradio's queue and ``gr.State``. Each page gets a random token when it loads
+(``demo.load``); the token maps to one :class:`LabelSession` here, and ``demo.unload``
+drops the sessions of the closing browser tab. Nothing is shared between sessions
+except the project (SQLite, one transaction per action) and the segmenter (its own lock).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_UNDO = 30
+# Sessions a tab never closed cleanly (browser killed) are dropped after this many idle seconds.
+IDLE_TTL_S = 6 * 3600
+
+
+@dataclass
+class Pending:
+    """What the user is building on the current image and has not accepted yet."""
+
+    points: list[tuple[float, float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    masks: np.ndarray | None = None  # (C, H, W) candidates, best first
+    scores: np.ndarray | None = None
+    low_res: np.ndarray | None = None
+    chosen: int = 0
+    manual: bool = False  # hand-made or hand-edited: stored with source "manual"
+    editing_id: int | None = None  # an existing annotation being edited
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return None if self.masks is None else self.masks[self.chosen]
+
+    def copy(self) -> Pending:
+        # Masks are never mutated in place (edits build new arrays), so sharing them is safe.
+        return Pending(list(self.points), list(self.labels), self.box, self.masks, self.scores, self.low_res,
+                       self.chosen, self.manual, self.editing_id)
+
+
+@dataclass
+class Undo:
+    """One undoable step: a pending state to restore, or an accepted annotation to take back."""
+
+    pending: Pending | None = None
+    created_id: int | None = None  # annotation created by an accept
+    restored: dict | None = None  # previous values of an annotation updated by an accept
+
+
+@dataclass
+class LabelSession:
+    token: str
+    owner: str  # Gradio session hash of the page (for unload cleanup)
+    image_id: int | None = None
+    key: str = ""  # segmenter key (image content hash) of the current image
+    pending: Pending = field(default_factory=Pending)
+    undo: list[Undo] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    seen: float = field(default_factory=time.monotonic)
+
+    def push(self, step: Undo) -> None:
+        self.undo.append(step)
+        del self.undo[:-MAX_UNDO]
+
+    def push_pending(self) -> None:
+        self.push(Undo(pending=self.pending.copy()))
+
+
+class SessionStore:
+    """Token -> LabelSession. Thread-safe; tokens are unguessable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, LabelSession] = {}
+
+    def open(self, owner: str = "") -> LabelSession:
+        token = secrets.token_urlsafe(18)
+        s = LabelSession(token=token, owner=owner)
+        with self._lock:
+            self._expire()
+            self._sessions[token] = s
+        return s
+
+    def get(self, token: object) -> LabelSession | None:
+        if not isinstance(token, str) or not token or len(token) > 64:
+            return None
+        with self._lock:
+            s = self._sessions.get(token)
+        if s is not None:
+            s.seen = time.monotonic()
+        return s
+
+    def close_owner(self, owner: str) -> int:
+        with self._lock:
+            gone = [t for t, s in self._sessions.items() if s.owner == owner]
+            for t in gone:
+                del self._sessions[t]
+        return len(gone)
+
+    def close(self, token: str) -> None:
+        with self._lock:
+            self._sessions.pop(token, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for t in [t for t, s in self._sessions.items() if now - s.seen > IDLE_TTL_S]:
+            del self._sessions[t]
