@@ -1,0 +1,76 @@
+"""Fast checks of settings, presets, re-filtering and rendering (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from data.errors import InputError
+from train.models import PRESETS, TrainSettings, check_model_for_task, ultralytics_args, validate_settings
+from train.predict import RawPrediction, refilter, render, to_annotations
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "hint"),
+    [
+        ("yolov8n", "segment", "yolov8n-seg"),  # detect model for a segment task
+        ("yolo11s-seg", "detect", "yolo11s"),  # segment model for a detect task
+        ("yolov9000", "detect", "unknown model"),  # not a base model
+        ("missing/model.pt", "detect", "does not exist"),  # path that is not there
+    ],
+)
+def test_model_must_match_task(model: str, task: str, hint: str) -> None:
+    with pytest.raises(InputError, match=hint):
+        check_model_for_task(model, task)
+
+
+@pytest.mark.parametrize("model", ["yolov8n-seg", "yolo11m-seg", "yolov8n-seg.yaml"])
+def test_segment_models_accepted(model: str) -> None:
+    check_model_for_task(model, "segment")
+
+
+@pytest.mark.parametrize(
+    ("change", "hint"),
+    [({"imgsz": 100}, "multiple of 32"), ({"preset": "heavy"}, "preset"), ({"epochs": 0}, "epochs"),
+     ({"val_fraction": 1.0}, "val-fraction"), ({"device": "tpu"}, "device")],
+)
+def test_bad_settings_say_what_to_change(change: dict, hint: str) -> None:
+    with pytest.raises(InputError, match=hint):
+        validate_settings(TrainSettings(**change))
+
+
+def test_presets_expand_to_ultralytics_args() -> None:
+    args = ultralytics_args(TrainSettings(epochs=30, preset="defects"))
+    assert args["flipud"] == 0.5 and args["close_mosaic"] == 9 and "close_mosaic_fraction" not in args
+    assert ultralytics_args(TrainSettings(preset="none"))["mosaic"] == 0.0
+    assert set(PRESETS) == {"defects", "ultralytics-default", "none"}
+    assert ultralytics_args(TrainSettings(overrides={"lr0": 0.01}))["lr0"] == 0.01
+
+
+def _raw() -> RawPrediction:
+    masks = np.zeros((3, 20, 20), bool)
+    masks[0, 2:8, 2:8] = masks[1, 3:8, 3:8] = masks[2, 12:18, 12:18] = True
+    return RawPrediction(
+        20, 20, np.array([[2, 2, 8, 8], [3, 3, 8, 8], [12, 12, 18, 18]], np.float32),
+        np.array([0.9, 0.6, 0.2], np.float32), np.array([0, 0, 1]), masks, ("chip", "stain"), 0.05, 0.9, 12.0,
+    )
+
+
+def test_refilter_without_rerunning_the_model() -> None:
+    raw = _raw()
+    assert len(refilter(raw, 0.05, 0.9)) == 3
+    assert len(refilter(raw, 0.5, 0.9)) == 2  # the 0.2 stain goes
+    nms = refilter(raw, 0.05, 0.5)  # boxes 0 and 1 overlap at IoU ~0.69: the weaker one goes
+    assert nms.scores.tolist() == pytest.approx([0.9, 0.2]) and nms.masks.shape == (2, 20, 20)
+
+
+def test_adapter_maps_classes_by_name_and_drops_unknown() -> None:
+    ann = to_annotations(_raw(), {"stain": 7}, source="run:x")
+    assert ann.class_id.tolist() == [7] and ann.source.tolist() == ["run:x"] and ann.status.tolist() == ["proposed"]
+    assert ann.mask.shape == (1, 20, 20)
+
+
+def test_render_draws_and_counts() -> None:
+    img = np.zeros((20, 20, 3), np.uint8)
+    shown = render(img, _raw())
+    assert shown.counts == {"chip": 2, "stain": 1} and shown.image.any() and not img.any()

@@ -1,0 +1,222 @@
+"""Command-line functions: train, runs, predict, export-onnx, bench train.
+
+``app.py`` builds argparse and calls ``cmd_xxx(args) -> int``; bad input raises a
+``StudioError`` subclass (app.py prints the one-line message and exits 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from data.errors import InputError, StudioError
+from data.store import Project
+from train import jobs, runs
+from train.models import TrainSettings
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    """TrainSettings from parsed flags; flags left at None keep the CPU-laptop defaults."""
+    base = TrainSettings()
+    task = getattr(args, "task", None) or base.task
+    model = getattr(args, "model", None) or ("yolov8n-seg" if task == "segment" else "yolov8n")
+    fields: dict[str, Any] = {"task": task, "model": model}
+    for name in ("epochs", "imgsz", "batch", "device", "patience", "seed", "preset", "val_fraction", "workers",
+                 "weights_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    if fields.get("weights_dir") is not None:
+        fields["weights_dir"] = str(fields["weights_dir"])
+    return TrainSettings(**{**base.to_json(), **fields})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Queue a run, start it, and follow it in the foreground (Ctrl-C cancels it)."""
+    project = Project(args.project)
+    settings = settings_from_args(args)
+    run_id = jobs.submit(project, settings)
+    print(f"run {run_id}", flush=True)
+    rec = follow(project, run_id)
+    _print_final(rec)
+    if rec.status != "succeeded":
+        raise StudioError(f"run {run_id} {rec.status}: {rec.reason or 'no reason recorded'} (log: {jobs.log_path(project, run_id)})")
+    return 0
+
+
+def follow(project: Project, run_id: str, poll_s: float = 1.0, out: Any = None) -> jobs.RunRecord:
+    """Print a run's notice, epochs and status changes until it ends; Ctrl-C cancels it."""
+    out = out or sys.stdout
+    shown_epochs, shown_notice, waiting = 0, False, False
+    try:
+        while True:
+            jobs.refresh(project)
+            rec = jobs.get(project, run_id)
+            if rec.status == "queued" and not waiting:
+                print(f"waiting: another run of this project is training; {run_id} is queued", file=out, flush=True)
+                waiting = True
+            if rec.notice and not shown_notice:
+                print(f"NOTICE: {rec.notice}", file=out, flush=True)
+                shown_notice = True
+            for ep in runs.epochs(project, run_id)[shown_epochs:]:
+                print(format_epoch(ep, rec), file=out, flush=True)
+                shown_epochs = ep.epoch
+            if rec.finished:
+                return rec
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        print(f"\ncancelling run {run_id} ...", file=out, flush=True)
+        return jobs.cancel(project, run_id)
+
+
+def format_epoch(ep: runs.EpochMetrics, rec: jobs.RunRecord) -> str:
+    m = ep.metrics
+    losses = " ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in m.items() if k.startswith("train/"))
+    parts = [f"epoch {ep.epoch}/{rec.epochs or rec.settings.epochs}", losses]
+    for key, label in (("metrics/mAP50(B)", "box mAP50"), ("metrics/mAP50-95(B)", "box mAP50-95"),
+                       ("metrics/mAP50(M)", "mask mAP50"), ("metrics/mAP50-95(M)", "mask mAP50-95")):
+        if key in m:
+            parts.append(f"{label} {m[key]:.3f}")
+    if ep.epoch_s is not None:
+        parts.append(f"{ep.epoch_s:.1f}s")
+    if rec.eta_s is not None and rec.eta_s == rec.eta_s:  # not NaN
+        parts.append(f"ETA {_duration(rec.eta_s)}")
+    return "  ".join(p for p in parts if p)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def _print_final(rec: jobs.RunRecord) -> None:
+    print(f"run {rec.id} {rec.status}" + (f": {rec.reason}" if rec.reason else "") + f" in {_duration(rec.wall_s)}")
+    if rec.metrics:
+        short = runs.short_metrics(rec.metrics)
+        print("final (best.pt on the val split): " + "  ".join(
+            f"{k} {v:.3f}" for k, v in short.items() if "map" in k or "precision" in k or "recall" in k))
+    if rec.best_weights:
+        print(f"weights: {rec.best_weights}")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    project = Project(args.project)
+    jobs.refresh(project)
+    rows = runs.compare(project)
+    cols = ("id", "status", "task", "model", "epochs", "imgsz", "dataset", "box_map50", "mask_map50", "wall_s")
+    table = [[_cell(r[c]) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    if not rows:
+        print("(no runs yet: start one with 'python app.py train --project DIR')")
+    _write_json(getattr(args, "json", None), [runs.as_dict(r) for r in jobs.list_runs(project)])
+    return 0
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _write_json(target: str | None, doc: Any) -> None:
+    if not target:
+        return
+    text = json.dumps(doc, indent=2, sort_keys=True, default=str)
+    if target == "-":
+        print(text)
+    else:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    project = Project(args.project)
+    path = runs.export_onnx(project, args.run, imgsz=getattr(args, "imgsz", None))
+    print(path)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Rendered images and COCO results (``results.json`` + ``images.json``) for a file or folder."""
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    from train import predict
+
+    project = Project(args.project)
+    source = Path(args.source)
+    files = _image_files(source)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pred = predict.predictor_for(project, args.run, getattr(args, "device", None) or "auto")
+    colors = {c.name: c.color for c in project.classes()}
+    images, results, total_ms = [], [], 0.0
+    for image_id, path in enumerate(_progress(files, "predict"), 1):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            print(f"skipped {path}: not a readable image", file=sys.stderr)
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        raw = pred.predict_raw(rgb, conf=args.conf, iou=args.iou)
+        total_ms += raw.inference_ms
+        shown = predict.render(rgb, raw, colors)
+        cv2.imwrite(str(out / f"{path.stem}_pred.png"), cv2.cvtColor(shown.image, cv2.COLOR_RGB2BGR))
+        images.append({"id": image_id, "file_name": str(path), "width": raw.width, "height": raw.height})
+        results.extend(coco_results(raw, image_id, mask_utils))
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(pred.names)]
+    (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    (out / "images.json").write_text(json.dumps({"images": images, "categories": categories}, indent=1), encoding="utf-8")
+    print(f"{len(images)} images, {len(results)} detections, {total_ms / max(len(images), 1):.0f} ms/image -> {out}")
+    return 0
+
+
+def coco_results(raw: Any, image_id: int, mask_utils: Any) -> list[dict[str, Any]]:
+    """COCO detection results; category ids are model class index + 1 (as in images.json)."""
+    import numpy as np
+
+    out = []
+    for i in range(len(raw)):
+        x0, y0, x1, y1 = (float(v) for v in raw.xyxy[i])
+        item = {"image_id": image_id, "category_id": int(raw.classes[i]) + 1,
+                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                "score": round(float(raw.scores[i]), 5)}
+        if raw.masks is not None:
+            rle = mask_utils.encode(np.asfortranarray(raw.masks[i].astype(np.uint8)))
+            item["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+        out.append(item)
+    return out
+
+
+def _image_files(source: Path) -> list[Path]:
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        if files:
+            return files
+        raise InputError(f"no images ({', '.join(IMAGE_EXTS)}) found in {source}.")
+    raise InputError(f"--source {source} does not exist; pass an image file or a folder of images.")
+
+
+def _progress(items: list, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from train import bench
+
+    report = bench.run_overhead(args) if getattr(args, "overhead", False) else bench.run_bench(args)
+    print(bench.format_report(report))
+    _write_json(getattr(args, "json", None), report)
+    return 0

@@ -1,0 +1,243 @@
+"""Prediction with a trained run: a cached, thread-safe predictor returning ``Annotations``.
+
+- :func:`predictor_for` loads a run's ``best.pt`` once per (run, device) and keeps it;
+  each :class:`RunPredictor` serialises its calls with its own lock (Ultralytics'
+  predictor keeps per-call state on the model).
+- :meth:`RunPredictor.predict_raw` runs the model once and keeps the raw boxes, scores,
+  classes and masks (:class:`RawPrediction`). :func:`refilter` re-applies a confidence
+  threshold and class-wise NMS at an IoU threshold in NumPy/torchvision without
+  running the model again. That is exact when the new confidence is at least the
+  one the raw prediction was made with and the new IoU at most its IoU (NMS at a
+  lower IoU only removes more boxes); :meth:`RunPredictor.predict` re-runs the model
+  otherwise. The live demo therefore predicts once at a low floor
+  (``conf=RAW_CONF``, ``iou=RAW_IOU``) and moves the sliders over the cached result.
+- :func:`to_annotations` is the adapter from Ultralytics to the project's container:
+  nothing downstream sees a ``Results``. Model classes map to project class ids by
+  name; detections of classes the project does not have are dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from data.annotations import Annotations
+from data.store import Project
+
+RAW_CONF = 0.05  # floor used by the live demo so sliders above it need no re-run
+RAW_IOU = 0.9
+
+
+@dataclass(frozen=True)
+class RawPrediction:
+    """Model output for one image, in original image pixels.
+
+    ``xyxy (N,4)`` float32, ``scores (N,)``, ``classes (N,)`` model class indices,
+    ``masks (N,H,W)`` bool or None (detect models); ``names`` model class names;
+    ``conf``/``iou``: the thresholds it was produced with; ``inference_ms``: the
+    model call (pre-process, forward, NMS) as Ultralytics times it.
+    """
+
+    height: int
+    width: int
+    xyxy: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    masks: np.ndarray | None
+    names: tuple[str, ...]
+    conf: float
+    iou: float
+    inference_ms: float
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+
+class RunPredictor:
+    """One loaded model; thread-safe."""
+
+    def __init__(self, weights: str | Path, device: str = "auto", imgsz: int | None = None) -> None:
+        from ultralytics import YOLO
+
+        from train.worker import ultralytics_device
+
+        self.weights = Path(weights)
+        self.device = ultralytics_device(device)
+        self.model = YOLO(str(self.weights))
+        self.imgsz = imgsz or int(self.model.overrides.get("imgsz") or 640)
+        names = self.model.names
+        self.names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+        self._lock = threading.Lock()
+
+    def predict_raw(self, image_rgb: np.ndarray, conf: float = 0.25, iou: float = 0.7) -> RawPrediction:
+        """Run the model on an RGB uint8 ``(H, W, 3)`` image."""
+        bgr = np.ascontiguousarray(image_rgb[..., ::-1])  # Ultralytics reads arrays as BGR
+        with self._lock:
+            result = self.model.predict(bgr, conf=conf, iou=iou, imgsz=self.imgsz, device=self.device, verbose=False)[0]
+        return _from_result(result, self.names, conf, iou)
+
+    def predict(self, image_rgb: np.ndarray, conf: float = 0.25, iou: float = 0.7,
+                cached: RawPrediction | None = None) -> RawPrediction:
+        """Thresholded prediction, re-using ``cached`` (same image) when that is exact."""
+        if cached is not None and conf >= cached.conf and iou <= cached.iou:
+            return refilter(cached, conf, iou)
+        return self.predict_raw(image_rgb, conf, iou)
+
+
+def _from_result(result: object, names: tuple[str, ...], conf: float, iou: float) -> RawPrediction:
+    """Adapter from an Ultralytics ``Results`` (the only place that reads one)."""
+    h, w = result.orig_shape
+    boxes = result.boxes
+    xyxy = boxes.xyxy.cpu().numpy().astype(np.float32) if boxes is not None else np.zeros((0, 4), np.float32)
+    scores = boxes.conf.cpu().numpy().astype(np.float32) if boxes is not None else np.zeros(0, np.float32)
+    classes = boxes.cls.cpu().numpy().astype(np.int64) if boxes is not None else np.zeros(0, np.int64)
+    masks = None
+    if result.masks is not None:
+        masks = _masks_to_image(result.masks.data, h, w)
+    ms = float(sum(result.speed.values())) if getattr(result, "speed", None) else float("nan")
+    return RawPrediction(h, w, xyxy, scores, classes, masks, names, conf, iou, ms)
+
+
+def _masks_to_image(data: object, height: int, width: int) -> np.ndarray:
+    """Letterboxed model-size masks -> ``(N, H, W)`` bool in original pixels."""
+    from ultralytics.utils.ops import scale_masks
+
+    if len(data) == 0:
+        return np.zeros((0, height, width), dtype=bool)
+    scaled = scale_masks(data[None].float(), (height, width))[0]
+    return (scaled > 0.5).cpu().numpy()
+
+
+def refilter(raw: RawPrediction, conf: float, iou: float) -> RawPrediction:
+    """Confidence threshold, then class-wise NMS at ``iou`` (box IoU, as Ultralytics does)."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    keep = np.flatnonzero(raw.scores >= conf)
+    if len(keep) and iou < raw.iou:
+        idx = batched_nms(torch.from_numpy(raw.xyxy[keep]), torch.from_numpy(raw.scores[keep]),
+                          torch.from_numpy(raw.classes[keep]), float(iou))
+        keep = keep[np.sort(idx.numpy())]
+    return replace(
+        raw, xyxy=raw.xyxy[keep], scores=raw.scores[keep], classes=raw.classes[keep],
+        masks=None if raw.masks is None else raw.masks[keep], conf=conf, iou=iou,
+    )
+
+
+def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, source: str = "run") -> Annotations:
+    """Raw prediction -> ``Annotations`` (status ``proposed``).
+
+    ``class_ids``: project class id by name; without it the class ids are the model's
+    indices. Detections of names missing from ``class_ids`` are dropped.
+    """
+    if class_ids is None:
+        ids = raw.classes.copy()
+        keep = np.ones(len(raw), dtype=bool)
+    else:
+        mapped = [class_ids.get(raw.names[c]) for c in raw.classes]
+        keep = np.array([m is not None for m in mapped], dtype=bool)
+        ids = np.array([m for m in mapped if m is not None], dtype=np.int64)
+    n = int(keep.sum())
+    return Annotations(
+        xyxy=raw.xyxy[keep],
+        class_id=ids,
+        confidence=raw.scores[keep],
+        mask=None if raw.masks is None else raw.masks[keep],
+        data={"source": np.full(n, source, dtype=object), "status": np.full(n, "proposed", dtype=object)},
+    )
+
+
+# ----------------------------------------------------------------------- cache
+_CACHE: dict[tuple[str, str], RunPredictor] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def predictor_for(project: Project, run_id: str, device: str = "auto") -> RunPredictor:
+    """The cached predictor of a run (loaded on first use)."""
+    from train import jobs
+    from train.runs import weights
+
+    key = (run_id, device)
+    with _CACHE_LOCK:
+        pred = _CACHE.get(key)
+        if pred is None:
+            rec = jobs.get(project, run_id)
+            pred = RunPredictor(weights(project, run_id), device=device, imgsz=rec.settings.imgsz)
+            _CACHE[key] = pred
+    return pred
+
+
+def forget(run_id: str) -> None:
+    """Drop a run's cached predictors (after deleting the run)."""
+    with _CACHE_LOCK:
+        for key in [k for k in _CACHE if k[0] == run_id]:
+            del _CACHE[key]
+
+
+def source_name(run_id: str) -> str:
+    """The registry name stored as an annotation's ``source`` when a run proposed it."""
+    return f"run:{run_id}"
+
+
+def predict_annotations(
+    project: Project, run_id: str, image_rgb: np.ndarray, conf: float = 0.25, iou: float = 0.7, device: str = "auto"
+) -> Annotations:
+    """A run as a proposer: its predictions on an image, class ids mapped to the project's by name."""
+    pred = predictor_for(project, run_id, device)
+    raw = pred.predict_raw(image_rgb, conf, iou)
+    return to_annotations(raw, {c.name: c.id for c in project.classes()}, source_name(run_id))
+
+
+# ---------------------------------------------------------------------- render
+_PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    image: np.ndarray  # RGB uint8 with masks, boxes, names and scores drawn
+    counts: dict[str, int]  # per-class instance counts
+    inference_ms: float
+
+
+def render(image_rgb: np.ndarray, raw: RawPrediction, colors: dict[str, str] | None = None,
+           alpha: float = 0.45) -> Rendered:
+    """Draw a (re-filtered) prediction; ``colors``: ``#RRGGBB`` by class name (the project's)."""
+    import cv2
+
+    out = image_rgb.copy()
+    cols = [_color(name, i, colors) for i, name in enumerate(raw.names)]
+    if raw.masks is not None and len(raw):
+        overlay = out.copy()
+        for m, c in zip(raw.masks, raw.classes, strict=False):
+            overlay[m] = cols[c]
+        out = cv2.addWeighted(overlay, alpha, out, 1 - alpha, 0)
+    thick = max(1, round(max(raw.height, raw.width) / 400))
+    for box, score, c in zip(raw.xyxy, raw.scores, raw.classes, strict=False):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), cols[c], thick)
+        label = f"{raw.names[c]} {score:.2f}"
+        scale = 0.4 * thick
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = max(th + base, y0)
+        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), cols[c], -1)
+        cv2.putText(out, label, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    counts = {name: int((raw.classes == i).sum()) for i, name in enumerate(raw.names)}
+    return Rendered(out, counts, raw.inference_ms)
+
+
+def _color(name: str, index: int, colors: dict[str, str] | None) -> tuple[int, int, int]:
+    hexa = (colors or {}).get(name)
+    if hexa:
+        return tuple(int(hexa[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def timed_predict(pred: RunPredictor, image_rgb: np.ndarray, conf: float, iou: float) -> tuple[RawPrediction, float]:
+    """A prediction and its wall time in ms (for the UI's 'inference time')."""
+    t = time.perf_counter()
+    raw = pred.predict_raw(image_rgb, conf, iou)
+    return raw, (time.perf_counter() - t) * 1000
