@@ -114,8 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     _project(p)
     _train_args(p)
 
-    p = sub.add_parser("runs", help="list training runs")
+    p = sub.add_parser("runs", help="list, compare, cancel, resume, delete or export training runs")
     _project(p)
+    act = p.add_mutually_exclusive_group()
+    act.add_argument("--delete", metavar="ID", help="delete run ID and its files")
+    act.add_argument("--onnx", metavar="ID", help="export run ID's best weights to ONNX")
+    act.add_argument("--cancel", metavar="ID", help="cancel a queued or running run")
+    act.add_argument("--resume", metavar="ID", help="resume an interrupted run from its last checkpoint")
     _json(p)
 
     p = sub.add_parser("predict", help="predict with a trained run and write rendered images and COCO results")

@@ -108,6 +108,21 @@ def _print_final(rec: jobs.RunRecord) -> None:
 def cmd_runs(args: argparse.Namespace) -> int:
     project = Project(args.project)
     jobs.refresh(project)
+    if getattr(args, "delete", None):
+        runs.delete(project, args.delete)
+        print(f"deleted run {args.delete}")
+        return 0
+    if getattr(args, "onnx", None):
+        print(runs.export_onnx(project, args.onnx))
+        return 0
+    if getattr(args, "cancel", None):
+        rec = jobs.cancel(project, args.cancel)
+        print(f"run {rec.id}: {rec.status}")
+        return 0
+    if getattr(args, "resume", None):
+        jobs.resume(project, args.resume)
+        follow(project, args.resume)
+        return 0
     rows = runs.compare(project)
     cols = ("id", "status", "task", "model", "epochs", "imgsz", "dataset", "box_map50", "mask_map50", "wall_s")
     table = [[_cell(r[c]) for c in cols] for r in rows]

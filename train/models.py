@@ -216,3 +216,23 @@ def _scratch_notice(model: str, folder: Path | None = None) -> str:
     where = f" (put {model}.pt in {folder} to fine-tune instead)" if folder else ""
     return (f"training from scratch: no pretrained weights for {model}{where}; "
             f"a model from scratch needs many more epochs.")
+
+
+def base_model_statuses(weights_dir: str | None = None, device: str = "auto") -> list:
+    """Rows for ``python app.py models``: each base model's pretrained file, or the yaml fallback."""
+    from annotate.segmenters.registry import ModelStatus
+    from annotate.weights import resolve_device
+    from annotate.weights import weights_dir as resolve_weights_dir
+
+    folder = resolve_weights_dir(weights_dir)
+    dev = resolve_device(device)
+    rows = []
+    for name in base_model_names():
+        if name[-1] in "lx" or name.endswith(("l-seg", "x-seg")):
+            continue  # listed sizes: n, s, m (l and x are accepted too, but slow on a laptop)
+        present = (folder / f"{name}.pt").is_file()
+        rows.append(ModelStatus(
+            name, "base model", "found" if present else "downloadable", f"{name}.pt", str(folder), dev,
+            "" if present else f"downloaded when online; offline: {name}.yaml, from scratch",
+        ))
+    return rows

@@ -39,26 +39,41 @@ def add_bench_clicks_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """Segmenters, proposers and base models, with the state of their weight files."""
+    from annotate.proposers.registry import proposer_statuses
     from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
+    from train.models import base_model_statuses
 
-    rows = model_statuses(getattr(args, "weights_dir", None), getattr(args, "device", "auto"))
-    default, reason = default_segmenter_name(getattr(args, "weights_dir", None), getattr(args, "device", "auto"))
+    weights, device = getattr(args, "weights_dir", None), getattr(args, "device", "auto")
+    default, reason = default_segmenter_name(weights, device)
+    sections = [
+        ("segmenter", model_statuses(weights, device)),
+        ("proposer", proposer_statuses(weights, device)),
+        ("base model", base_model_statuses(weights, device)),
+    ]
+    for title, rows in sections:
+        _print_status_table(title, rows, default)
+        print()
+    print(f"default segmenter: {default}: {reason}")
+    if SPECS[default].weights is None:
+        print(f"note: '{default}' is the weight-free fallback; masks from a SAM model are better.")
+    if getattr(args, "json", None):
+        doc = {"default": default, "reason": reason,
+               "models": [asdict(r) for _, rows in sections for r in rows]}
+        text = json.dumps(doc, indent=2)
+        print(text) if args.json == "-" else Path(args.json).write_text(text)
+    return 0
+
+
+def _print_status_table(title: str, rows: list, default: str) -> None:
     w = max(len(r.filename) for r in rows)
-    print(f"{'segmenter':<12} {'state':<13} {'file':<{w}}  {'device':<6} folder / note")
+    n = max(len(r.name) for r in rows) + 2
+    print(f"{title:<{n}} {'state':<13} {'file':<{w}}  {'device':<6} folder / note")
     for r in rows:
         mark = " *" if r.name == default else ""
         where = r.folder if r.state != "builtin" else "-"
         note = f"  ({r.note})" if r.note else ""
-        print(f"{r.name + mark:<12} {r.state:<13} {r.filename:<{w}}  {r.device:<6} {where}{note}")
-    print()
-    print(f"default: {default}: {reason}")
-    if SPECS[default].weights is None:
-        print(f"note: '{default}' is the weight-free fallback; masks from a SAM model are better.")
-    if getattr(args, "json", None):
-        Path(args.json).write_text(
-            json.dumps({"default": default, "reason": reason, "models": [asdict(r) for r in rows]}, indent=2)
-        )
-    return 0
+        print(f"{r.name + mark:<{n}} {r.state:<13} {r.filename:<{w}}  {r.device:<6} {where}{note}")
 
 
 def cmd_bench_clicks(args: argparse.Namespace) -> int:
