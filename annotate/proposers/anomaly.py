@@ -20,9 +20,14 @@ How an image is scored (at a working size of about ``work_side`` pixels, then ba
    ``peak / (peak + z_high)``: 0.5 at the seed threshold, towards 1 for stronger ones.
 
 When no reference aligns (parts cropped or framed too differently, as the magnetic tiles),
-the proposer says so in ``last_mode`` and falls back to a **pooled model** (labelled as
-such): each image's smooth background is removed and the residual is compared with the
-references' residuals pooled over all their pixels (position is ignored).
+the proposer says so in ``last_mode`` and falls back to a **pooled patch model** (labelled as
+such), PatchCore without a CNN: each pixel gets a position-free descriptor (deviation from the
+image's own median background at three scales, band-pass contrast, directional gradients, local
+contrast, all on exposure-normalised grey); the references' descriptors form a memory bank and
+a pixel's deviation is its nearest-neighbour distance to the bank, in units of the references'
+own leave-one-out distances. A margin of ``pooled_background`` working pixels along the frame is
+not scored (the median background is unreliable there). Same thresholds as the aligned mode;
+nothing in it was tuned on the magnetic tiles.
 
 Classes: every region gets ``class_id`` if one is given; otherwise the nearest class by
 appearance (:class:`NearestClass` over accepted annotations: colour inside and contrast with
@@ -61,7 +66,10 @@ class AnomalySettings:
     spread_blur: float = 1.0  # pools the per-pixel spread (working px)
     group: int = 0  # working px: regions closer than this are one proposal (0: off; 6 lost recall on seed 1)
     min_align_corr: float = 0.6  # ECC correlation below which a reference is not used
-    pooled_background: float = 8.0  # sigma (working px) of the background removed in pooled mode
+    pooled_background: float = 8.0  # radius (working px) of the median background in pooled mode
+    bank_size: int = 40000  # reference descriptors kept in pooled mode
+    pooled_stride: int = 2  # pooled mode scores every n-th pixel (working px), then interpolates
+    force_pooled: bool = False  # skip alignment (benchmarks of the fallback)
 
 
 @dataclass
@@ -181,7 +189,7 @@ class AnomalyModel:
         scale = self._scale_for((h, w))
         target = _prepare(image, scale, self.settings.blur)
         refs = self._refs(scale)
-        warped, valid = self._aligned(target, refs)
+        warped, valid = ([], []) if self.settings.force_pooled else self._aligned(target, refs)
         if len(warped) >= 1:
             z = self._aligned_z(target.image, warped, valid)
             self.last_mode = f"aligned ({len(warped)}/{len(refs)} references)"
@@ -232,15 +240,18 @@ class AnomalyModel:
         return np.where(covered, z, 0).astype(np.float32)
 
     def _pooled_z(self, target: np.ndarray, refs: list[_Ref]) -> np.ndarray:
+        """Position-free deviation: distance of each pixel's local descriptor to its nearest reference descriptor.
+
+        Like PatchCore without a CNN: the references' descriptors (local contrast at several scales,
+        deviation from the image's own median background, directional gradients) form a memory bank;
+        a pixel whose descriptor is far from every normal one is anomalous wherever it is. Distances
+        are in units of the references' own leave-one-out nearest-neighbour distances.
+        """
+        s = self.settings
         key = id(refs)
         if key not in self._pooled:
-            res = np.concatenate([_residual(r.image, self.settings.pooled_background).reshape(-1, 3) for r in refs])
-            centre = np.median(res, axis=0)
-            mad = 1.4826 * np.median(np.abs(res - centre), axis=0)
-            self._pooled = {key: (centre, np.maximum(mad, self.settings.floor / 4))}  # one scale at a time
-        centre, mad = self._pooled[key]
-        res = _residual(target, self.settings.pooled_background)
-        return np.sqrt(np.mean(((res - centre) / mad) ** 2, axis=-1)).astype(np.float32)
+            self._pooled = {key: _PatchBank([_descriptors(r.image[..., 0], s) for r in refs], s)}  # one scale at a time
+        return self._pooled[key].z(_descriptors(target[..., 0], s))
 
     # ---------------------------------------------------------------- regions
     def regions(self, image: np.ndarray) -> list[Region]:
@@ -326,8 +337,69 @@ def _match_gain(img: np.ndarray, ref: np.ndarray, valid: np.ndarray) -> np.ndarr
     return img * gain[..., None]
 
 
-def _residual(img: np.ndarray, sigma: float) -> np.ndarray:
-    return img - cv2.GaussianBlur(img, (0, 0), sigma)
+def _descriptors(grey: np.ndarray, s: AnomalySettings) -> np.ndarray:
+    """(h, w, 7) float32 local descriptors of a grey image, independent of position and exposure."""
+    g = grey * (100.0 / max(float(np.median(grey)), 1.0))  # exposure differs from shot to shot
+    r = s.pooled_background
+    k = 2 * int(round(r)) + 1
+    med = cv2.medianBlur(np.clip(g, 0, 255).astype(np.uint8), k).astype(np.float32)
+    g1, g2, g4 = (cv2.GaussianBlur(g, (0, 0), t) for t in (1.0, 2.0, 4.0))
+    gx = np.abs(cv2.Sobel(g1, cv2.CV_32F, 1, 0, ksize=3)) / 8
+    gy = np.abs(cv2.Sobel(g1, cv2.CV_32F, 0, 1, ksize=3)) / 8
+    contrast = np.sqrt(cv2.GaussianBlur((g - g2) ** 2, (0, 0), 3.0))
+    feats = [g1 - med, g2 - med, g4 - med, g1 - g4, cv2.GaussianBlur(gx, (0, 0), 1.5),
+             cv2.GaussianBlur(gy, (0, 0), 1.5), contrast]
+    return np.stack(feats, axis=-1).astype(np.float32)
+
+
+class _PatchBank:
+    """Nearest-neighbour memory of the references' descriptors, with its own distance scale."""
+
+    def __init__(self, descs: list[np.ndarray], s: AnomalySettings) -> None:
+        from scipy.spatial import cKDTree  # scipy comes with ultralytics; only the fallback needs it
+
+        rng = np.random.default_rng(0)
+        per = max(1, s.bank_size // len(descs))
+        parts = [_sample(_inner(d, s).reshape(-1, d.shape[-1]), per, rng) for d in descs]
+        allp = np.concatenate(parts)
+        self.mean = allp.mean(0)
+        self.std = allp.std(0) + 1e-3
+        self.tree = cKDTree((allp - self.mean) / self.std)
+        self.stride = s.pooled_stride
+        self.margin = max(1, int(round(s.pooled_background)))
+        # The scale: how far a reference's pixels are from the other references' (leave one out).
+        if len(parts) >= 2:
+            d = []
+            for i, p in enumerate(parts):
+                others = np.concatenate([q for j, q in enumerate(parts) if j != i])
+                tree = cKDTree((others - self.mean) / self.std)
+                d.append(tree.query((_sample(p, 2000, rng) - self.mean) / self.std, k=1)[0])
+            d = np.concatenate(d)
+        else:
+            d = self.tree.query((_sample(parts[0], 2000, rng) - self.mean) / self.std, k=2)[0][:, 1]
+        self.scale = max(float(np.median(d)), 1e-3)
+
+    def z(self, desc: np.ndarray) -> np.ndarray:
+        h, w = desc.shape[:2]
+        st = self.stride
+        q = desc[::st, ::st]
+        d, _ = self.tree.query(((q.reshape(-1, q.shape[-1]) - self.mean) / self.std), k=1)
+        d = d.reshape(q.shape[:2]).astype(np.float32) / self.scale
+        z = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR)
+        # The median background is unreliable within its radius of the frame (the crop's edge, a dark
+        # margin): not scored, at the price of missing defects that touch the frame.
+        m = self.margin
+        z[:m], z[-m:], z[:, :m], z[:, -m:] = 0, 0, 0, 0
+        return z
+
+
+def _inner(d: np.ndarray, s: AnomalySettings) -> np.ndarray:
+    m = max(1, int(round(s.pooled_background)))
+    return d[m:-m, m:-m] if min(d.shape[:2]) > 4 * m else d
+
+
+def _sample(a: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return a if len(a) <= n else a[rng.choice(len(a), n, replace=False)]
 
 
 # ------------------------------------------------------------------ classes

@@ -102,3 +102,33 @@ def test_bench_cli_on_a_small_sample(tmp_path, capsys):
     assert 0 <= doc["overall"]["recall"] <= 1 and doc["images_per_s"] > 0
     with pytest.raises(InputError, match="--good 9"):
         cmd_bench_proposals(argparse.Namespace(**{**vars(args), "good": 9}))
+
+
+def _striped(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A brushed-metal-like texture: vertical streaks plus noise, at a random phase (no two crops align)."""
+    cols = 110 + 25 * np.sin(np.arange(w) * 0.9 + rng.uniform(0, 6)) + rng.normal(0, 6, w)
+    img = cols[None, :] + rng.normal(0, 4, (h, w))
+    return np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+@pytest.mark.parametrize(
+    "blob, expect",
+    [
+        (True, 1),  # a dark blowhole-like spot away from the frame is proposed
+        (False, 0),  # the same texture, differently cropped, gives nothing
+    ],
+)
+def test_pooled_patch_model_is_position_free(blob, expect):
+    rng = np.random.default_rng(5)
+    refs = [_striped(rng, 180 + 20 * i, 220 - 15 * i) for i in range(3)]
+    image = _striped(rng, 200, 170)
+    if blob:
+        yy, xx = np.mgrid[:200, :170]
+        image[(yy - 100) ** 2 + (xx - 80) ** 2 < 64] = 30
+    proposer = AnomalyProposer(refs, class_id=1)
+    props = proposer.propose(image, "t")
+    assert proposer.model.last_mode.startswith("pooled")
+    assert len(props) == expect
+    if expect:
+        x0, y0, x1, y1 = props.xyxy[0]
+        assert x0 <= 73 and y0 <= 93 and x1 >= 87 and y1 >= 107 and x1 - x0 < 40
