@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -241,6 +243,42 @@ def _baseline_summary(ious: list[float], max_clicks: int) -> dict[str, float]:
     return out
 
 
+def _bench_image(
+    seg: Segmenter, im: GTImage, max_clicks: int, enc_ms: list[float], click_ms: list[float],
+    bare_ms: list[float], results: list[InstanceResult], bar: Any, prefetcher: Any, upcoming: list[GTImage],
+) -> None:
+    """One image: cold encode (timed), then the click protocol with the background encoder busy."""
+    rgb = read_rgb(im.path)
+    key = f"bench:{im.file_name}"
+    t0 = time.perf_counter()
+    seg.set_image(rgb, key)
+    enc_ms.append((time.perf_counter() - t0) * 1000)
+    # The next image under its own key (so its own timed encode stays cold): one encode of
+    # background work per image, as when the user moves through the queue.
+    prefetcher.prefetch([(f"bench-prefetch:{u.file_name}", _loader(u.path)) for u in upcoming[:1]])
+    for gt, ann_id in zip(im.masks, im.ann_ids, strict=False):
+        if gt.shape != rgb.shape[:2]:
+            raise InputError(f"{im.file_name}: mask {gt.shape} does not match image {rgb.shape[:2]}")
+        ious = run_clicks(seg, key, gt, max_clicks, click_ms, bare_ms)
+        box = box_of(gt)
+        box_pred = seg.predict(key, Prompt.make(box=box)).masks[0]
+        results.append(
+            InstanceResult(
+                image=im.file_name,
+                ann_id=ann_id,
+                ious=[round(v, 4) for v in ious],
+                box_iou=mask_iou(box_pred, gt),
+                filled_box_iou=mask_iou(filled_box_mask(gt.shape, box), gt),
+                grabcut_iou=mask_iou(grabcut_from_box(rgb, box), gt),
+            )
+        )
+        bar.update(1)
+
+
+def _loader(path: Path) -> Callable[[], np.ndarray]:
+    return lambda: read_rgb(path)
+
+
 def run_bench(
     seg: Segmenter,
     images: list[GTImage],
@@ -250,35 +288,24 @@ def run_bench(
 ) -> BenchReport:
     from tqdm import tqdm
 
+    from annotate.segmenters.prefetch import Prefetcher
+
     enc_ms: list[float] = []
     click_ms: list[float] = []
     bare_ms: list[float] = []
     results: list[InstanceResult] = []
     n_inst = sum(len(im.masks) for im in images)
     bar = tqdm(total=n_inst, desc=f"bench clicks {seg.name}", disable=not progress, unit="inst")
-    for im in images:
-        rgb = read_rgb(im.path)
-        key = f"bench:{im.file_name}"
-        t0 = time.perf_counter()
-        seg.set_image(rgb, key)
-        enc_ms.append((time.perf_counter() - t0) * 1000)
-        for gt, ann_id in zip(im.masks, im.ann_ids, strict=False):
-            if gt.shape != rgb.shape[:2]:
-                raise InputError(f"{im.file_name}: mask {gt.shape} does not match image {rgb.shape[:2]}")
-            ious = run_clicks(seg, key, gt, max_clicks, click_ms, bare_ms)
-            box = box_of(gt)
-            box_pred = seg.predict(key, Prompt.make(box=box)).masks[0]
-            results.append(
-                InstanceResult(
-                    image=im.file_name,
-                    ann_id=ann_id,
-                    ious=[round(v, 4) for v in ious],
-                    box_iou=mask_iou(box_pred, gt),
-                    filled_box_iou=mask_iou(filled_box_mask(gt.shape, box), gt),
-                    grabcut_iou=mask_iou(grabcut_from_box(rgb, box), gt),
-                )
-            )
-            bar.update(1)
+    # As in the app: while the user clicks on one image, a background worker encodes the next
+    # ones, so click latency is measured with that work running (it yields to pending clicks).
+    # Its keys differ from the timed ones, so the encoder timing below stays a cold encode.
+    prefetcher = Prefetcher(seg)
+    try:
+        for i, im in enumerate(images):
+            upcoming = [images[(i + 1) % len(images)]]
+            _bench_image(seg, im, max_clicks, enc_ms, click_ms, bare_ms, results, bar, prefetcher, upcoming)
+    finally:
+        prefetcher.close()
     bar.close()
     if not results:
         raise InputError("the ground truth has no instances with masks: nothing to benchmark")
@@ -336,4 +363,5 @@ def format_report(rep: BenchReport) -> str:
         )
     else:
         lines.append("(no library underneath: plain milliseconds)")
+    lines.append("(clicks timed with the background encoder running: it encodes the next images meanwhile)")
     return "\n".join(lines)
