@@ -493,6 +493,15 @@ class Project:
             return db.execute(f"DELETE FROM annotations WHERE id IN ({','.join('?' * len(ids))})", ids).rowcount
 
     # ------------------------------------------------------------------ stats
+    def annotation_counts(self) -> dict[int, dict[str, int]]:
+        """Per image id, the number of annotations by status (images without any are absent)."""
+        counts: dict[int, dict[str, int]] = {}
+        for image_id, status, n in self._connection().execute(
+            "SELECT image_id, status, COUNT(*) FROM annotations GROUP BY image_id, status"
+        ):
+            counts.setdefault(image_id, {})[status] = n
+        return counts
+
     def stats(self) -> dict[str, Any]:
         db = self._connection()
         images = dict(db.execute("SELECT status, COUNT(*) FROM images GROUP BY status").fetchall())

@@ -23,6 +23,8 @@ from data.store import Project
 from ui import render
 from ui.label_api import LabelService
 from ui.label_component import label_canvas, page_value
+from ui.predict_tab import build_predict_tab
+from ui.train_tab import build_train_tab
 
 TITLE = "Defect Studio"
 MAX_FILE_SIZE = "512mb"
@@ -38,11 +40,7 @@ def _error(err: StudioError) -> gr.Error:
 # ------------------------------------------------------------------ tables
 def image_rows(project: Project) -> list[list[Any]]:
     """One row per image with the status a user reads: unlabeled / has proposals / labeled / good."""
-    counts: dict[int, dict[str, int]] = {}
-    for image_id, status, n in project._connection().execute(
-        "SELECT image_id, status, COUNT(*) FROM annotations GROUP BY image_id, status"
-    ):
-        counts.setdefault(image_id, {})[status] = n
+    counts = project.annotation_counts()
     rows = []
     for r in project.images():
         c = counts.get(r.id, {})
@@ -94,6 +92,9 @@ def delete_consequence(project: Project, class_id: int | None, move_to: int | No
 def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = None,
               import_dir: str | Path | None = None, service: LabelService | None = None) -> gr.Blocks:
     service = service or LabelService(project, segmenter, weights_dir=weights_dir)
+    from train import jobs
+
+    jobs.refresh(project)  # a job left "running" by a previous server is marked interrupted (resumable)
     cancel_events: dict[str, threading.Event] = {}
 
     with gr.Blocks(title=TITLE) as demo:
@@ -185,12 +186,10 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 ex_msg = gr.Markdown()
                 ex_file = gr.File(label="Download (zip)")
 
-            with gr.Tab("Train", id="train"):
-                gr.Markdown("Fine-tuning runs from the command line for now: "
-                            "`python app.py train --project DIR --task segment --model yolov8n-seg`.")
-            with gr.Tab("Predict", id="predict"):
-                gr.Markdown("Live prediction runs from the command line for now: "
-                            "`python app.py predict --project DIR --run ID --source PATH --out DIR`.")
+            with gr.Tab("Train", id="train") as train_tab:
+                build_train_tab(project, weights_dir=weights_dir, tab=train_tab)
+            with gr.Tab("Predict", id="predict") as predict_tab:
+                predict = build_predict_tab(project, tab=predict_tab)
 
         # -------------------------------------------------------- session
         def on_load(request: gr.Request):
@@ -412,6 +411,13 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
         ex_btn.click(do_export, [ex_fmt, ex_val, ex_seed, ex_rle, ex_prop], [ex_msg, ex_file],
                      concurrency_id="export")
+
+        def use_as_proposer(run_id):
+            if not run_id:
+                raise gr.Error("Pick a trained run first.")
+            return gr.update(choices=_proposer_choices(project), value=f"run:{run_id}"), gr.Tabs(selected="review")
+
+        predict.use_as_proposer.click(use_as_proposer, [predict.run], [al_proposer, tabs])
 
         # the Review tab lists images with proposals when opened
         demo.load(refresh_review, [rv_image], [rv_image, rv_view, rv_table])

@@ -43,9 +43,19 @@ class LabelError(StudioError):
 def fallback_notice(segmenter: Segmenter, weights_dir: str | None = None) -> str:
     if not getattr(segmenter, "is_fallback", False):
         return ""
+    try:
+        # The same recommendation as 'python app.py models' and 'serve' (one source: the registry).
+        from annotate.segmenters.registry import default_segmenter_name
+
+        _, reason = default_segmenter_name(weights_dir, getattr(segmenter, "device", "auto") or "auto")
+    except (ImportError, StudioError, OSError):
+        reason = ""
+    if "put '" in reason:
+        return f"{reason} (see 'python app.py models')"
+    # SAM weights are present but this fallback was chosen explicitly.
     folder = weights_dir or _default_weights_folder()
-    return (f"weight-free classical segmenter: put mobile_sam.pt in {folder} for SAM "
-            f"(see 'python app.py models')")
+    return (f"weight-free classical segmenter chosen; SAM weights are in {folder}: start with --segmenter NAME "
+            f"to use one (see 'python app.py models')")
 
 
 def _default_weights_folder() -> str:

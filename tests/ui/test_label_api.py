@@ -152,4 +152,8 @@ def test_fallback_notice_names_the_weight_file(project):
     from annotate.segmenters.classical import ClassicalSegmenter
 
     service = LabelService(project, ClassicalSegmenter(), weights_dir="/w", prefetch=False)
-    assert service.notice.startswith("weight-free classical segmenter: put mobile_sam.pt in /w")
+    from annotate.segmenters.registry import default_segmenter_name
+
+    # The same recommendation as 'python app.py models' (the registry's default-choice reason).
+    assert default_segmenter_name("/w", "cpu")[1] in service.notice and "weight-free" in service.notice
+    assert "put 'sam_vit_b_01ec64.pth'" in service.notice and "/w" in service.notice
