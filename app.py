@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]
     args = parser.parse_args(argv)
+    # Never let Ultralytics pip-install packages at run time: offline it hangs, and a
+    # labeling server must not change its own environment.
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     key = args.command if args.command != "bench" else f"bench {args.bench}"
     module_name, func_name = COMMANDS[key].split(":")
 

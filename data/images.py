@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,12 +93,25 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
     return data
 
 
+def _pil_open(fp: io.BytesIO) -> Image.Image:
+    """Pillow's own ``Image.open``.
+
+    Ultralytics replaces ``PIL.Image.open`` on import with a wrapper that, on an
+    unidentified file, tries to pip-install a HEIF plugin: offline that hangs or fails
+    with an unrelated error. A non-image must simply be rejected, so use the original.
+    """
+    opener = Image.open
+    if opener.__module__ != Image.__name__:
+        opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
+    return opener(fp)
+
+
 def _open_checked(data: bytes) -> Image.Image:
     """Open, check the pixel count from the header, then decode fully (so truncation shows)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = _pil_open(io.BytesIO(data))
     except UnidentifiedImageError as err:
         raise InputError("not an image: the content is not a readable PNG, JPEG, BMP, TIFF or WebP.") from err
     except Image.DecompressionBombError as err:

@@ -13,6 +13,7 @@ sys.path.insert(0, str(REPO))
 
 # Tests never reach the network: make Ultralytics fail fast instead of probing it.
 os.environ.setdefault("YOLO_OFFLINE", "true")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 
 def realdata_dir() -> Path:
