@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,9 @@ import cv2
 import numpy as np
 
 from annotate.segmenters.base import Prompt, Segmenter
+from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
-from data.geometry import decode_rle, mask_iou, polygons_to_mask
+from data.geometry import mask_iou
 
 IOU_THRESHOLDS = (0.85, 0.90)
 MIOU_AT = (1, 3, 5)
@@ -151,56 +152,19 @@ def grabcut_from_box(image: np.ndarray, box: np.ndarray, iters: int = 5) -> np.n
 
 
 # ------------------------------------------------------------------ data
-@dataclass
-class GTImage:
-    file_name: str
-    path: Path
-    masks: list[np.ndarray] = field(default_factory=list)
-    ann_ids: list[int] = field(default_factory=list)
+GTImage = GroundTruthImage
 
 
 def load_gt(images_dir: str | Path, gt_json: str | Path) -> list[GTImage]:
-    """COCO ground truth -> images with at least one instance, masks decoded (bool)."""
-    images_dir, gt_json = Path(images_dir), Path(gt_json)
-    if not gt_json.is_file():
-        raise InputError(f"ground truth file not found: {gt_json}")
-    if not images_dir.is_dir():
-        raise InputError(f"images folder not found: {images_dir}")
-    try:
-        coco = json.loads(gt_json.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"cannot read COCO ground truth {gt_json}: {err}") from err
-    by_id = {}
-    for im in coco.get("images", []):
-        by_id[im["id"]] = GTImage(im["file_name"], images_dir / im["file_name"])
-    for ann in coco.get("annotations", []):
-        im = by_id.get(ann["image_id"])
-        if im is None:
-            continue
-        info = next(i for i in coco["images"] if i["id"] == ann["image_id"])
-        seg = ann.get("segmentation")
-        if isinstance(seg, dict):
-            m = decode_rle(seg)
-        elif isinstance(seg, list) and seg:
-            m = polygons_to_mask(seg, info["height"], info["width"])
-        else:
-            continue
-        if m.sum() == 0:
-            continue
-        im.masks.append(m)
-        im.ann_ids.append(int(ann["id"]))
-    out = [im for im in by_id.values() if im.masks]
-    missing = [im.file_name for im in out if not im.path.is_file()]
-    if missing:
-        raise InputError(f"{len(missing)} ground-truth image(s) not in {images_dir}, e.g. {missing[0]}")
+    """The ground-truth images that hold at least one non-empty instance mask."""
+    out = []
+    for im in read_ground_truth(images_dir, gt_json):
+        keep = im.masks.reshape(len(im.masks), -1).any(1) if len(im.masks) else np.zeros(0, bool)
+        if keep.any():
+            out.append(replace(im, masks=im.masks[keep], boxes=im.boxes[keep],
+                               classes=tuple(np.array(im.classes, dtype=object)[keep]),
+                               ann_ids=tuple(np.array(im.ann_ids)[keep].tolist())))
     return out
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 # ------------------------------------------------------------------ the bench

@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from data.annotations import Annotations
+from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
-from data.geometry import box_iou, decode_rle, mask_iou, masks_to_boxes, polygons_to_mask
+from data.geometry import box_iou, mask_iou
 
 IOU_MATCH = 0.5
 
@@ -79,59 +79,11 @@ class _Tally:
 
 
 # ------------------------------------------------------------------ ground truth
-@dataclass(frozen=True)
-class GtImage:
-    id: int
-    file: Path
-    boxes: np.ndarray  # (N, 4) XYXY
-    masks: np.ndarray  # (N, H, W) bool
-    classes: list[str]
+GtImage = GroundTruthImage
 
 
 def load_gt(images_dir: str | Path, gt_path: str | Path) -> list[GtImage]:
-    images_dir, gt_path = Path(images_dir), Path(gt_path)
-    if not gt_path.is_file():
-        raise InputError(f"ground truth {gt_path} not found; pass a COCO instances JSON with --gt.")
-    if not images_dir.is_dir():
-        raise InputError(f"image folder {images_dir} not found; pass the folder of the GT images with --images.")
-    try:
-        coco = json.loads(gt_path.read_text(encoding="utf-8"))
-        cats = {c["id"]: c["name"] for c in coco["categories"]}
-        images = sorted(coco["images"], key=lambda im: im["id"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"{gt_path} is not a COCO instances file ({err}).") from err
-    by_image: dict[int, list[dict]] = {}
-    for a in coco.get("annotations", []):
-        by_image.setdefault(a["image_id"], []).append(a)
-    out = []
-    for im in images:
-        h, w = int(im["height"]), int(im["width"])
-        masks, classes = [], []
-        for a in by_image.get(im["id"], []):
-            seg = a.get("segmentation")
-            if isinstance(seg, dict):
-                m = decode_rle(seg)
-            elif isinstance(seg, list) and seg:
-                m = polygons_to_mask(seg, h, w)
-            else:
-                x, y, bw, bh = a["bbox"]
-                m = np.zeros((h, w), dtype=bool)
-                m[int(y) : int(np.ceil(y + bh)), int(x) : int(np.ceil(x + bw))] = True
-            masks.append(m)
-            classes.append(cats[a["category_id"]])
-        path = images_dir / im["file_name"]
-        if not path.is_file():
-            raise InputError(f"image {path} listed in {gt_path.name} is missing from {images_dir}.")
-        mstack = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
-        out.append(GtImage(im["id"], path, masks_to_boxes(mstack), mstack, classes))
-    return out
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"cannot read image {path}.")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return read_ground_truth(images_dir, gt_path)
 
 
 def choose_references(gt: list[GtImage], n: int) -> tuple[list[GtImage], list[GtImage]]:
@@ -200,7 +152,7 @@ def bench_proposals(
     if anomaly:
         refs, scored = choose_references(gt, good)
         proposer = create_proposer(
-            proposer_name, references=[read_rgb(r.file) for r in refs], class_id=0, device=device,
+            proposer_name, references=[read_rgb(r.path) for r in refs], class_id=0, device=device,
             weights_dir=weights_dir,
         )
     else:
@@ -223,13 +175,13 @@ def bench_proposals(
     modes: dict[str, int] = {}
     t_start = time.perf_counter()
     for i, g in enumerate(scored):
-        image = read_rgb(g.file)
+        image = read_rgb(g.path)
         t0 = time.perf_counter()
         props = proposer.propose(image, key=f"bench:{g.id}")
         props = props.filter(props.confidence >= min_score)
         detect_s += time.perf_counter() - t0
         t0 = time.perf_counter()
-        props = add_masks(props, image, f"bench:{g.file.name}", segmenter, proposer.keeps_masks)
+        props = add_masks(props, image, f"bench:{g.path.name}", segmenter, proposer.keeps_masks)
         mask_s += time.perf_counter() - t0
         mode = getattr(getattr(proposer, "model", None), "last_mode", "")
         if mode:
@@ -257,7 +209,7 @@ def bench_proposals(
         proposer=getattr(proposer, "name", proposer_name),
         segmenter=segmenter_name,
         images_scored=len(scored),
-        references=[r.file.name for r in refs],
+        references=[r.path.name for r in refs],
         min_score=float(min_score),
         overall=overall.scores(),
         per_class={} if anomaly else {c: t.scores() for c, t in per_class.items()},

@@ -18,7 +18,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data.errors import InputError
-from data.geometry import decode_rle, mask_to_box, polygons_to_mask, rle_area, rle_to_polygons
+from data.geometry import decode_rle, mask_to_box, masks_to_boxes, polygons_to_mask, rle_area, rle_to_polygons
 
 CATEGORY_ID_NOTE = "category ids are 1..K in the project's class order"
 
@@ -159,3 +159,73 @@ def dataset_to_coco(images: list[dict], annotations: list[dict], class_names: li
 def dumps(doc: dict) -> bytes:
     """Deterministic JSON: sorted keys, no whitespace variance."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# ---------------------------------------------------------------- ground truth for benchmarks
+@dataclass(frozen=True)
+class GroundTruthImage:
+    """One image of a COCO ground-truth file, masks decoded.
+
+    ``masks`` is ``(N, H, W)`` bool (a box-only instance becomes its filled box), ``boxes``
+    ``(N, 4)`` XYXY from the masks, ``classes`` the category names, ``ann_ids`` the COCO ids.
+    """
+
+    id: int
+    file_name: str
+    path: Path
+    masks: np.ndarray
+    boxes: np.ndarray
+    classes: tuple[str, ...]
+    ann_ids: tuple[int, ...]
+
+
+def read_ground_truth(images_dir: str | Path, gt_path: str | Path) -> list[GroundTruthImage]:
+    """Every image of a COCO instances file (``--images DIR --gt FILE``), sorted by id."""
+    images_dir, gt_path = Path(images_dir), Path(gt_path)
+    if not gt_path.is_file():
+        raise InputError(f"ground truth {gt_path} not found; pass a COCO instances JSON with --gt.")
+    if not images_dir.is_dir():
+        raise InputError(f"image folder {images_dir} not found; pass the folder of the GT images with --images.")
+    try:
+        coco = json.loads(gt_path.read_text(encoding="utf-8"))
+        cats = {c["id"]: c["name"] for c in coco["categories"]}
+        images = sorted(coco["images"], key=lambda im: im["id"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{gt_path} is not a COCO instances file ({err}).") from err
+    by_image: dict[int, list[dict]] = {}
+    for a in coco.get("annotations", []):
+        by_image.setdefault(a["image_id"], []).append(a)
+    out = []
+    for im in images:
+        h, w = int(im["height"]), int(im["width"])
+        masks, classes, ids = [], [], []
+        for a in by_image.get(im["id"], []):
+            seg = a.get("segmentation")
+            if isinstance(seg, dict):
+                m = decode_rle(seg)
+            elif isinstance(seg, list) and seg:
+                m = polygons_to_mask(seg, h, w)
+            else:
+                x, y, bw, bh = a["bbox"]
+                m = np.zeros((h, w), dtype=bool)
+                m[int(y) : int(np.ceil(y + bh)), int(x) : int(np.ceil(x + bw))] = True
+            masks.append(m)
+            classes.append(cats[a["category_id"]])
+            ids.append(int(a["id"]))
+        path = images_dir / im["file_name"]
+        if not path.is_file():
+            raise InputError(f"image {path} listed in {gt_path.name} is missing from {images_dir}.")
+        stack = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
+        out.append(GroundTruthImage(int(im["id"]), im["file_name"], path, stack, masks_to_boxes(stack),
+                                    tuple(classes), tuple(ids)))
+    return out
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8 (for benchmarks reading ground-truth folders)."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"cannot read image {path}.")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

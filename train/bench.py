@@ -187,12 +187,51 @@ def run_overhead(args: argparse.Namespace, epochs: int = 3) -> dict[str, Any]:
                        env=jobs.worker_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bare_wall = time.time() - t
         bare = _seconds_per_epoch(bare_dir / "train" / "results.csv")
-        return {"bench": "train-overhead", "epochs": epochs, "imgsz": imgsz, "n_train": int(args.n_train),
+        predict = predict_overhead(project, run_id, imgsz)
+        return {"bench": "train-overhead", **predict, "epochs": epochs, "imgsz": imgsz, "n_train": int(args.n_train),
                 "app_s_per_epoch": round(app, 2), "bare_s_per_epoch": round(bare, 2), "ratio": round(app / bare, 3),
                 "app_process_wall_s": round(app_wall, 1), "bare_process_wall_s": round(bare_wall, 1),
                 "wall_ratio": round(app_wall / bare_wall, 3)}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def predict_overhead(project: Project, run_id: str, imgsz: int, repeats: int = 21) -> dict[str, Any]:
+    """Prediction through the app (cached predictor + adapter to Annotations) vs a bare
+    ``YOLO(weights).predict`` on the same images, alternating, median of ``repeats``.
+
+    The app path is what the Predict screen calls, at its own thresholds (it predicts
+    once at ``RAW_CONF``/``RAW_IOU`` and re-filters for the sliders).
+    """
+    import statistics
+
+    from ultralytics import YOLO
+
+    from train.predict import RAW_CONF, RAW_IOU, predictor_for, to_annotations
+
+    images = [project.load_image(im.id) for im in project.images()[:3]]
+    rec = jobs.get(project, run_id)
+    app = predictor_for(project, run_id, "cpu")
+    bare = YOLO(str(rec.best_weights))
+    conf, iou = RAW_CONF, RAW_IOU
+    names = {n: i for i, n in enumerate(app.names)}
+    app_ms: list[float] = []
+    bare_ms: list[float] = []
+    for i in range(repeats + 1):  # the first round warms both up and is not counted
+        rgb = images[i % len(images)]
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        t = time.perf_counter()
+        to_annotations(app.predict_raw(rgb, conf, iou), names)
+        a = time.perf_counter() - t
+        t = time.perf_counter()
+        bare.predict(bgr, conf=conf, iou=iou, imgsz=app.imgsz, device="cpu", verbose=False)
+        b = time.perf_counter() - t
+        if i:
+            app_ms.append(a * 1000)
+            bare_ms.append(b * 1000)
+    app_med, bare_med = statistics.median(app_ms), statistics.median(bare_ms)
+    return {"predict_app_ms": round(app_med, 1), "predict_bare_ms": round(bare_med, 1),
+            "predict_ratio": round(app_med / bare_med, 3), "predict_repeats": repeats}
 
 
 def _seconds_per_epoch(results_csv: Path) -> float:
@@ -213,7 +252,10 @@ def format_report(r: dict[str, Any]) -> str:
     if r.get("bench") == "train-overhead":
         return (f"seconds per epoch over {r['epochs']} epochs at {r['imgsz']} px: app {r['app_s_per_epoch']}, "
                 f"bare Ultralytics {r['bare_s_per_epoch']}, ratio {r['ratio']} (target <= 1.1); "
-                f"process wall app {r['app_process_wall_s']} s vs bare {r['bare_process_wall_s']} s")
+                f"process wall app {r['app_process_wall_s']} s vs bare {r['bare_process_wall_s']} s\n"
+                f"prediction (median of {r['predict_repeats']}, same images, Predict screen thresholds): "
+                f"app {r['predict_app_ms']} ms, bare YOLO.predict {r['predict_bare_ms']} ms, "
+                f"ratio {r['predict_ratio']} (target <= 1.1)")
     lines = [f"bench train: {r['n_train']} train / {r['n_test']} test sample images, {r['model']} from scratch, "
              f"{r['imgsz']} px, {r['epochs_done']} epochs, wall {r['wall_s'] / 60:.1f} min (budget {r['budget_s'] / 60:.0f})"]
     for key in ("box", "mask"):
