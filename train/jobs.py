@@ -166,6 +166,8 @@ def submit(project: Project, settings: TrainSettings, dataset: str | Path | None
     validate_settings(settings)
     if dataset is not None and not (Path(dataset) / "data.yaml").is_file():
         raise InputError(f"{dataset} is not a YOLO dataset folder (no data.yaml).")
+    if dataset is None:
+        _check_trainable(project)
     ensure_schema(project)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     run_dir(project, run_id).mkdir(parents=True, exist_ok=False)
@@ -179,6 +181,17 @@ def submit(project: Project, settings: TrainSettings, dataset: str | Path | None
         )
     start_next(project)
     return run_id
+
+
+def _check_trainable(project: Project) -> None:
+    """Refuse before a run is recorded when the snapshot would hold nothing to learn from."""
+    stats = project.stats()
+    accepted = sum(c["accepted"] for c in stats["annotations"].values())
+    if stats["images"]["done"] == 0 or accepted == 0:
+        raise InputError(
+            f"nothing to train on: {stats['images']['done']} images are marked done and {accepted} annotations "
+            "are accepted. Label some images, mark them done (and defect-free ones good), then train."
+        )
 
 
 # ------------------------------------------------------------------ scheduler

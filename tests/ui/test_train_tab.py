@@ -26,6 +26,8 @@ def _label(project, image_id: int = 1) -> None:
 
 
 def _fake_run(project, status: str, **fields) -> str:
+    if not project.stats()["images"]["done"]:
+        _label(project)  # submit refuses a project with nothing to train on
     run_id = jobs.submit(project, TrainSettings(epochs=5, imgsz=160))
     jobs.update(project, run_id, status=status, **fields)
     return run_id
