@@ -22,12 +22,20 @@ Measured on the real defects of ``../shared/realdata`` (see ``bench_clicks``), t
 box-prompt accuracy of the best per-defect grey threshold chosen with the answer known, minus a
 few points; plain GrabCut from the same boxes scores far lower on these low-contrast parts.
 
-Clicks without a box (the first click): square windows of several sizes around it, each swept
+On colour images (channels differ; the real grey photographs never take this path) the first
+candidate is GrabCut from the box on the WHOLE image downscaled to ~450 px (its background model
+must see every colour outside the box: a crop misses the bottle's dark opening or rim), its edge
+then re-decided on a 1-px band at full resolution with the colour models frozen; the threshold
+sweep is the second candidate.
+
+Clicks without a box (the first click) on colour images: the same downscaled whole-image GrabCut
+from centred windows of growing size; the smallest window whose result does not run into its edge
+wins. On grey images: square windows of several sizes around it, each swept
 the same way with the extra rule that the mask must not run into the window's edge (a closed
 object); the closed masks are ranked by objectness (Fisher contrast against a ring around the
 mask times the mean gradient along its edge, divided by a penalty on the fraction of the image
-it covers: a defect is a small part of the part), up to three distinct candidates of different
-sizes.
+it covers: a defect is a small part of the part; masks over 5% of the image are dropped), up to
+three distinct candidates of different sizes.
 
 Later clicks (a previous mask is given): GrabCut in mask mode on a small crop around the
 previous mask and the clicks (downscaled to ~112 px so a click stays in tens of ms), initialised
@@ -66,11 +74,20 @@ _EDIT_RADIUS = 2.5
 _TRUST_IOU = 0.5
 # First click: objectness divided by (1 + this * the mask's fraction of the image).
 _AREA_PENALTY = 8.0
+# First click: masks covering more than this fraction of the image are not proposed at all.
+_MAX_CLICK_FRAC = 0.05
 # Box GrabCut on colour images: the whole image downscaled to this longer side, these iterations,
 # then a band this wide (full-resolution pixels) along the edge re-decided at full size.
 _GC_SIDE = 450
 _GC_ITERS = 3
 _SNAP_BAND = 1
+# First click on colour images: GrabCut from centred windows of these sides (full-size pixels),
+# on the image downscaled to _CLICK_GC_SIDE; a result covering more than _OPEN_EDGE of the
+# window's edge runs into it (not a closed object: try the next size).
+_COLOUR_WINDOWS = (48, 96, 192, 320)
+_CLICK_GC_SIDE = 300
+_CLICK_GC_ITERS = 2
+_OPEN_EDGE = 0.05
 
 
 @dataclass(frozen=True)
@@ -335,6 +352,8 @@ class ClassicalSegmenter(Segmenter):
                 raise KeyError(f"image {key!r} was never set on {self.name}")
             self._touch(key)
         # The grey image is immutable: the work runs outside the lock, so sessions do not queue.
+        # GrabCut draws from OpenCV's (thread-local) RNG: seed it so a prompt always gives the same mask.
+        cv2.setRNGSeed(0)
         masks, scores = segment(img.gray, prompt, img.bgr)
         if multimask is False:
             masks, scores = masks[:1], scores[:1]
@@ -380,13 +399,17 @@ def segment(
         return _honour_clicks([base], [0.0], pos, neg, prompt)
     if has_prev:
         masks, scores = _refine(gray, bgr, prev, pos, neg, pts[-1])
+    elif bgr is not None:
+        masks, scores = _colour_first_click(bgr, pos, neg)
+        if not masks:
+            masks, scores = _segment_points(gray, pos, neg)
     else:
         masks, scores = _segment_points(gray, pos, neg)
     return _honour_clicks(masks, scores, pos, neg, prompt)
 
 
 def _grabcut_box(
-    bgr: np.ndarray, box: tuple[int, int, int, int], pos: np.ndarray, neg: np.ndarray
+    bgr: np.ndarray, box: tuple[int, int, int, int], pos: np.ndarray, neg: np.ndarray, side: int = 0
 ) -> np.ndarray | None:
     """GrabCut from the box on the whole image downscaled, then its edge snapped at full size.
 
@@ -395,8 +418,21 @@ def _grabcut_box(
     downscale keeps it in the low hundreds of ms; the snap re-decides only a thin band along the
     upsampled edge, at full resolution, with the colour models frozen.
     """
+    low = _grabcut_low(bgr, box, pos, neg, side or _GC_SIDE, _GC_ITERS)
+    if low is None:
+        return None
+    up, bgd, fgd = low
+    mk = _snap(bgr, box, up, bgd, fgd, pos, neg)
+    # Holes filled, but every component kept: a contamination is often a cluster of specks.
+    return _fill_all_holes(mk) if mk.any() else None
+
+
+def _grabcut_low(
+    bgr: np.ndarray, box: tuple[int, int, int, int], pos: np.ndarray, neg: np.ndarray, side: int, iters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """GrabCut with the box on the whole image downscaled: (mask upsampled, bgd model, fgd model)."""
     h, w = bgr.shape[:2]
-    s = min(1.0, _GC_SIDE / max(h, w))
+    s = min(1.0, side / max(h, w))
     size = (max(2, round(w * s)), max(2, round(h * s)))
     small = np.ascontiguousarray(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
     x0, y0, x1, y1 = box
@@ -409,7 +445,7 @@ def _grabcut_box(
     _draw_seeds(gm, pos * s, neg * s, 1)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
-        cv2.grabCut(small, gm, None, bgd, fgd, _GC_ITERS, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(small, gm, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
         return None
     fg = ((gm == cv2.GC_FGD) | (gm == cv2.GC_PR_FGD)).astype(np.float32)
@@ -420,11 +456,37 @@ def _grabcut_box(
     up[y1:] = False
     up[:, :x0] = False
     up[:, x1:] = False
-    mk = _snap(bgr, box, up, bgd, fgd, pos, neg)
-    if not mk.any():
-        return None
-    # Holes filled, but every component kept: a contamination is often a cluster of specks.
-    return _fill_all_holes(mk)
+    return up, bgd, fgd
+
+
+def _colour_first_click(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[list[np.ndarray], list[float]]:
+    """First click on a colour image: GrabCut from centred boxes of growing size.
+
+    The smallest box whose result is a closed object (it does not run into the box's edge)
+    wins: a defect is small and compact, and a box much larger than it lets GrabCut wander.
+    """
+    h, w = bgr.shape[:2]
+    px0, py0 = pos.min(axis=0)
+    px1, py1 = pos.max(axis=0) + 1
+    found = []
+    for side in _COLOUR_WINDOWS:
+        half = side / 2
+        box = _clip_box(np.array([px0 - half, py0 - half, px1 + half, py1 + half]), h, w)
+        low = _grabcut_low(bgr, box, pos, neg, _CLICK_GC_SIDE, _CLICK_GC_ITERS)
+        if low is None:
+            continue
+        up = low[0]
+        x0, y0, x1, y1 = box
+        edge = np.concatenate([up[y0, x0:x1], up[y1 - 1, x0:x1], up[y0:y1, x0], up[y0:y1, x1 - 1]])
+        found.append((box, low, float(edge.mean())))
+        if edge.mean() < _OPEN_EDGE:
+            break
+    if not found:
+        return [], []
+    closed = [f for f in found if f[2] < _OPEN_EDGE]
+    box, (up, bgd, fgd), _ = closed[0] if closed else min(found, key=lambda f: f[2])
+    mk = _fill_all_holes(_snap(bgr, box, up, bgd, fgd, pos, neg))
+    return [mk, up], [1.0, 0.5]
 
 
 def _snap(
@@ -477,11 +539,14 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
         half = side / 2
         box = _clip_box(np.array([px0 - half, py0 - half, px1 + half, py1 + half]), h, w)
         masks, _, ok = _segment_region(gray, box, pos, neg, None, closed=True)
+        # A defect is a small part of the image: a region filling much of it is the part itself,
+        # and a huge first mask costs many negative clicks to undo.
+        frac = masks[0].sum() / float(h * w)
+        if frac > _MAX_CLICK_FRAC:
+            continue
         if fallback is None and masks[0].any():
             fallback = masks[0]
         if ok and masks[0].any():
-            # A defect is a small part of the image: a region filling much of it is the part itself.
-            frac = masks[0].sum() / float(h * w)
             found.append((_objectness(gray, masks[0]) / (1.0 + _AREA_PENALTY * frac), masks[0]))
         if box == (0, 0, w, h):
             break
