@@ -263,7 +263,9 @@ def _plan_yolo(yaml_path: Path, plan: _Plan) -> None:
     plan.classes.extend(ds.names)
     images_root = ds.root / "images" if (ds.root / "images").is_dir() else ds.root
     for path in sorted(images_root.rglob("*")):
-        if not path.is_file() or not is_supported(path.name) or "labels" in path.relative_to(ds.root).parts:
+        if path.is_symlink() or not path.is_file() or not is_supported(path.name):
+            continue  # links could reach outside the dataset folder
+        if "labels" in path.relative_to(ds.root).parts:
             continue
         name = f"{ds.root.name}/{path.relative_to(ds.root).as_posix()}"
         plan.items.append(_Planned(name, lambda p=path: p, _yolo_labels(name, yolo.label_path_for(path), ds.names)))

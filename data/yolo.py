@@ -94,9 +94,13 @@ def read_data_yaml(path: Path) -> YoloDataset:
         names = [str(names[k] if k in names else names[str(k)]) for k in keys]
     if not isinstance(names, list) or not names:
         raise InputError(f"{path}: needs a 'names' list or dict of class names.")
-    root = Path(path).parent
+    root = Path(path).parent.resolve()
     if isinstance(doc.get("path"), str) and (root / doc["path"]).is_dir():
-        root = (root / doc["path"]).resolve()
+        # A dataset root may sit below the yaml, never outside it: an uploaded yaml must not
+        # make the server read images from anywhere on its disk.
+        candidate = (root / doc["path"]).resolve()
+        if candidate == root or root in candidate.parents:
+            root = candidate
     return YoloDataset(root, Path(path), [str(n) for n in names])
 
 

@@ -184,13 +184,15 @@ def submit(project: Project, settings: TrainSettings, dataset: str | Path | None
 
 
 def _check_trainable(project: Project) -> None:
-    """Refuse before a run is recorded when the snapshot would hold nothing to learn from."""
-    stats = project.stats()
-    accepted = sum(c["accepted"] for c in stats["annotations"].values())
-    if stats["images"]["done"] == 0 or accepted == 0:
+    """Refuse before a run is recorded when the snapshot would hold nothing to learn from:
+    only ``done`` images are trained on, so count the accepted annotations on those."""
+    counts = project.annotation_counts()
+    done = [im.id for im in project.images("done")]
+    accepted = sum(counts.get(i, {}).get("accepted", 0) for i in done)
+    if not done or accepted == 0:
         raise InputError(
-            f"nothing to train on: {stats['images']['done']} images are marked done and {accepted} annotations "
-            "are accepted. Label some images, mark them done (and defect-free ones good), then train."
+            f"nothing to train on: {len(done)} images are marked done, with {accepted} accepted annotations. "
+            "Label some images, mark them done (and defect-free ones good), then train."
         )
 
 

@@ -321,7 +321,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 try:
                     if kind == "accept":
                         res = review.accept(project, [int(ann_id)])
-                        msg = f"#{int(ann_id)}: accepted {res.changed}, dropped as duplicate {res.dropped}."
+                        msg = f"#{int(ann_id)}: accepted {res.changed}, dropped as duplicate {res.dropped_duplicates}."
                     elif kind == "reject":
                         review.reject(project, [int(ann_id)])
                         msg = f"#{int(ann_id)} rejected."
@@ -346,7 +346,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             from annotate import review
 
             res = review.accept_above(project, float(score), None if scope == "all images" else image_id)
-            return (f"Accepted {res.changed} proposals at or above {score:.2f} ({res.dropped} dropped as duplicates).",
+            return (f"Accepted {res.changed} proposals at or above {score:.2f} ({res.dropped_duplicates} dropped as duplicates).",
                     *refresh_review(image_id))
 
         rv_above.click(accept_above, [rv_image, rv_score, rv_scope], rv_outputs)

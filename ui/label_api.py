@@ -249,8 +249,10 @@ class LabelService:
             return self._pending_view(s, ms, t0)
 
     def _predict(self, s: LabelSession, p: Pending) -> float:
-        refine = len(p.points) + (p.box is not None) > 1
         prev = s.pending
+        # Refine whenever a mask is already there: a second prompt, or the first click on an
+        # annotation being edited (or on a hand-drawn mask), which must start from that mask.
+        refine = prev.mask is not None or len(p.points) + (p.box is not None) > 1
         prompt = Prompt.make(
             points=p.points, labels=p.labels, box=p.box,
             mask_input=(prev.low_res[prev.chosen] if refine and prev.low_res is not None else None),
@@ -354,6 +356,15 @@ class LabelService:
             if step.created_id is not None:
                 self.project.delete_annotations([step.created_id])
                 undone = f"annotation #{step.created_id} removed"
+            elif step.deleted is not None:
+                old_id = int(step.deleted.ids[0])
+                new_id = self.project.add_annotations(s.image_id, step.deleted)[0]
+                for older in s.undo:  # earlier steps name the annotation by its old id
+                    if older.created_id == old_id:
+                        older.created_id = new_id
+                    if older.restored is not None and older.restored["id"] == old_id:
+                        older.restored["id"] = new_id
+                undone = f"annotation #{old_id} restored as #{new_id}"
             elif step.restored is not None:
                 r = step.restored
                 self.project.update_annotation(r["id"], class_id=r["class_id"], mask=r["mask"], source=r["source"],
@@ -378,8 +389,9 @@ class LabelService:
     def delete(self, token: Any, ann_id: Any) -> dict[str, Any]:
         s = self._session(token)
         with s.lock:
-            aid, _ = self._own_annotation(s, ann_id)
+            aid, ann = self._own_annotation(s, ann_id)
             self.project.delete_annotations([aid])
+            s.push(Undo(pending=s.pending.copy(), deleted=ann))
             if s.pending.editing_id == aid:
                 s.pending = Pending()
             return self._after_change(s)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data.annotations import Annotations
+
 MAX_UNDO = 30
 # Sessions a tab never closed cleanly (browser killed) are dropped after this many idle seconds.
 IDLE_TTL_S = 6 * 3600
@@ -52,6 +54,7 @@ class Undo:
     pending: Pending | None = None
     created_id: int | None = None  # annotation created by an accept
     restored: dict | None = None  # previous values of an annotation updated by an accept
+    deleted: Annotations | None = None  # a deleted annotation (one-row container) to put back
 
 
 @dataclass

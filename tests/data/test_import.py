@@ -221,3 +221,30 @@ def test_missing_source_and_unknown_type(tmp_path, empty):
     (tmp_path / "x.docx").write_text("?")
     rep = import_sources(empty, [tmp_path / "nope", tmp_path / "x.docx"])
     assert rep.imported == 0 and len(rep.rejected) == 2
+
+
+@pytest.mark.parametrize(
+    "path_value",
+    [
+        "/",  # absolute: the whole disk
+        "../outside",  # a sibling folder of the dataset
+    ],
+)
+def test_yolo_yaml_path_cannot_leave_its_folder(tmp_path, empty, path_value):
+    outside = tmp_path / "outside" / "images"
+    outside.mkdir(parents=True)
+    (outside / "secret.png").write_bytes(png_bytes(random_rgb(30)))
+    root = _yolo(tmp_path, ["0 0.5 0.5 0.25 0.5"], False)
+    (root / "data.yaml").write_text(f"path: {path_value}\ntrain: images/train\nnames: [chip, stain]\n")
+    import_sources(empty, [root])
+    assert all("secret" not in im.name for im in empty.images())
+    assert {im.name for im in empty.images()} == {"yolo/images/train/a.png", "yolo/images/val/b.png"}
+
+
+def test_yolo_symlinked_images_are_not_followed(tmp_path, empty):
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(png_bytes(random_rgb(31)))
+    root = _yolo(tmp_path, ["0 0.5 0.5 0.25 0.5"], False)
+    (root / "images" / "train" / "link.png").symlink_to(outside)
+    import_sources(empty, [root])
+    assert "link" not in " ".join(im.name for im in empty.images())

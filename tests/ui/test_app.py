@@ -36,3 +36,34 @@ def test_build_app_has_every_screen(project, fake):
     labels = {getattr(b, "label", None) for b in demo.blocks.values()}
     assert {"Project", "Label", "Review", "Export", "Train", "Predict"} <= labels
     demo.ds_service.close()
+
+
+def _review_fn(demo, name: str, kind: str | None = None):
+    """A Review handler as wired in the app (the Blocks keep every event's function)."""
+    for block_fn in demo.fns.values():
+        fn = block_fn.fn
+        if getattr(fn, "__name__", "") != name:
+            continue
+        cells = [c.cell_contents for c in (fn.__closure__ or ()) if isinstance(c.cell_contents, str)]
+        if kind is None or kind in cells:
+            return fn
+    raise AssertionError(f"no {name} handler wired")
+
+
+def test_review_accept_and_accept_above_update_the_store(project, fake):
+    import numpy as np
+
+    m = np.zeros((60, 80), bool)
+    m[5:15, 5:15] = True
+    ids = project.add_annotations(1, Annotations.from_masks(m, 1, 0.9, source="anomaly", status="proposed"))
+    m2 = np.zeros((60, 80), bool)
+    m2[30:40, 30:40] = True
+    project.add_annotations(2, Annotations.from_masks(m2, 1, 0.7, source="anomaly", status="proposed"))
+    demo = build_app(project, fake)
+    try:
+        msg, *_ = _review_fn(demo, "handler", "accept")(1, ids[0])
+        assert "accepted 1" in msg and project.annotations(1).status.tolist() == ["accepted"]
+        msg, *_ = _review_fn(demo, "accept_above")(2, 0.5, "all images")
+        assert msg.startswith("Accepted 1 proposals") and project.annotations(2).status.tolist() == ["accepted"]
+    finally:
+        demo.ds_service.close()

@@ -157,3 +157,34 @@ def test_fallback_notice_names_the_weight_file(project):
     # The same recommendation as 'python app.py models' (the registry's default-choice reason).
     assert default_segmenter_name("/w", "cpu")[1] in service.notice and "weight-free" in service.notice
     assert "put 'sam_vit_b_01ec64.pth'" in service.notice and "/w" in service.notice
+
+
+def test_undo_after_delete_puts_the_annotation_back(service, project):
+    token = _open(service)
+    service.prompt(token, "pos", [40, 30])
+    first = service.accept(token, 1)["saved"]
+    service.prompt(token, "pos", [10, 10])
+    second = service.accept(token, 2)["saved"]
+    mask = project.annotations(1).mask[0].copy()
+    service.delete(token, first)
+    out = service.undo(token)  # the delete, not the accept before it
+    assert "restored" in out["undone"]
+    ann = project.annotations(1)
+    assert len(ann) == 2 and second in ann.ids.tolist()
+    restored = ann.filter(ann.ids != second)
+    assert np.array_equal(restored.mask[0], mask) and restored.class_id[0] == 1
+    service.undo(token)  # the second accept
+    service.undo(token)  # the second click
+    service.undo(token)  # the first accept: removes the restored copy, by its new id
+    assert len(project.annotations(1)) == 0
+
+
+def test_first_click_on_an_edited_annotation_refines_its_mask(service, project, fake):
+    token = _open(service)
+    service.prompt(token, "pos", [40, 30])
+    ann_id = service.accept(token, 1)["saved"]
+    saved = project.annotations(1).mask[0]
+    service.edit(token, ann_id)
+    service.prompt(token, "neg", [41, 31])
+    _, prompt = fake.calls[-1]
+    assert prompt.prev_mask is not None and np.array_equal(prompt.prev_mask, saved)

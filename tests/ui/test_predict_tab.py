@@ -72,6 +72,7 @@ def test_grey_and_rgba_images_are_accepted(project, fake_model):
 
 def test_only_succeeded_runs_are_offered(project, monkeypatch):
     monkeypatch.setattr(jobs, "start_next", lambda project: None)
+    monkeypatch.setattr(jobs, "_check_trainable", lambda project: None)  # the project has no labels
     ok = jobs.submit(project, TrainSettings(epochs=1, imgsz=160))
     jobs.update(project, ok, status="succeeded", class_names=["scratch", "stain"])
     jobs.submit(project, TrainSettings(epochs=1, imgsz=160))  # still queued
