@@ -143,8 +143,8 @@ def autolabel(
         keep = ~(props.confidence < min_score)  # nan scores are kept
         low += int((~keep).sum())
         props = props.filter(keep)
-        if class_id is not None:
-            props.class_id[:] = class_id
+        if class_id is not None and not proposer.predicts_classes:
+            props.class_id[:] = class_id  # the chosen class is for class-agnostic proposers only
         props.data["source"] = np.full(len(props), proposer.name, dtype=object)
         props.data["status"] = np.full(len(props), "proposed", dtype=object)
         existing = project.annotations(rec.id, statuses=("accepted", "proposed", "rejected"))

@@ -141,7 +141,8 @@ def find_weights(spec: WeightSpec, folder: Path, model: str = "", download: bool
         raise WeightsMissingError(model, spec.filename, str(folder), detail)
     problem = check_file(spec, path)
     if problem:
-        raise WeightsMissingError(model, spec.filename, str(folder), f"{problem}; delete it and fetch it again")
+        raise WeightsMissingError(model, spec.filename, str(folder), f"{problem}; delete it and fetch it again",
+                                  corrupt=True)
     return path
 
 

@@ -27,12 +27,13 @@ class NotFoundError(StudioError):
 class WeightsMissingError(StudioError):
     """A model's weight file is not present (or is corrupt) and cannot be downloaded."""
 
-    def __init__(self, model: str, filename: str, folder: str, detail: str = "") -> None:
+    def __init__(self, model: str, filename: str, folder: str, detail: str = "", corrupt: bool = False) -> None:
         self.model = model
         self.filename = filename
         self.folder = folder
+        what = "is unusable" if corrupt else "not found"
         msg = (
-            f"{model}: weight file '{filename}' not found in {folder}. "
+            f"{model}: weight file '{filename}' {what} in {folder}. "
             f"Download it and put it in that folder, or pass --weights-dir "
             f"(or set DEFECT_STUDIO_WEIGHTS)."
         )

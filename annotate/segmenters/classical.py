@@ -72,6 +72,8 @@ _REFINE_ITERS = 3
 _SEED_FRAC = 0.5
 _EDIT_RADIUS = 2.5
 _TRUST_IOU = 0.5
+# Threshold refinement on grey images: window margins around the previous mask (fraction of its size).
+_REFINE_GROW = (0.15, 0.4, 1.0)
 # First click: objectness divided by (1 + this * the mask's fraction of the image).
 _AREA_PENALTY = 8.0
 # First click: masks covering more than this fraction of the image are not proposed at all.
@@ -399,6 +401,8 @@ def segment(
         return _honour_clicks([base], [0.0], pos, neg, prompt)
     if has_prev:
         masks, scores = _refine(gray, bgr, prev, pos, neg, pts[-1])
+        if bgr is None:
+            masks, scores = _threshold_refine(gray, prev, pos, neg, masks, scores)
     elif bgr is not None:
         masks, scores = _colour_first_click(bgr, pos, neg)
         if not masks:
@@ -643,6 +647,77 @@ def _refine(
     if _iou(full, prev) < _TRUST_IOU:
         full = _local_edit(prev, full, last)
     return [full, prev], [1.0, 0.5]
+
+
+def _threshold_refine(
+    gray: np.ndarray, prev: np.ndarray, pos: np.ndarray, neg: np.ndarray,
+    masks: list[np.ndarray], scores: list[float],
+) -> tuple[list[np.ndarray], list[float]]:
+    """Grey images: the box path's threshold sweep around the previous mask and the clicks.
+
+    A threshold mask that obeys every click (positives in, negatives out) and closes inside the
+    window is what the box path would give from a box around the object; it goes first, the
+    GrabCut refinement second. Windows grow until such a mask closes.
+    """
+    h, w = gray.shape
+    ys, xs = np.nonzero(prev)
+    pts = np.concatenate([pos, neg]) if len(neg) else pos
+    x0, y0 = min(xs.min(), pos[:, 0].min()), min(ys.min(), pos[:, 1].min())
+    x1, y1 = max(xs.max() + 1, pos[:, 0].max() + 1), max(ys.max() + 1, pos[:, 1].max() + 1)
+    del pts
+    size = max(x1 - x0, y1 - y0)
+    for grow in _REFINE_GROW:
+        g = max(grow * size, 6)
+        box = _clip_box(np.array([x0 - g, y0 - g, x1 + g, y1 + g]), h, w)
+        found = _closest_threshold_mask(gray, box, prev, pos, neg)
+        if found is not None:
+            return [found] + masks[:1], [1.0] + [0.9 * s for s in scores[:1]]
+        if box == (0, 0, w, h):
+            break
+    return masks, scores
+
+
+def _closest_threshold_mask(
+    gray: np.ndarray, box: tuple[int, int, int, int], prev: np.ndarray, pos: np.ndarray, neg: np.ndarray
+) -> np.ndarray | None:
+    """The threshold mask in ``box`` that obeys every click, closes, and changes ``prev`` least."""
+    h, w = gray.shape
+    x0, y0, x1, y1 = box
+    crop = gray[y0:y1, x0:x1]
+    inner = np.ones(crop.shape, bool)
+    off = np.array([x0, y0], np.float32)
+    ch, cw = crop.shape
+    pos_c = _int_points(pos - off, ch, cw)
+    pv = prev[y0:y1, x0:x1]
+    polarity = _refine_polarity(crop, pv, pos_c)
+    small, small_inner, s = _downscale(crop, inner)
+    sh, sw = small.shape
+    ps = _int_points((pos - off) * s, sh, sw)
+    ns = _int_points((neg - off) * s, sh, sw)
+    pv_s = cv2.resize(pv.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST).astype(bool)
+    best, best_key = None, -1.0
+    for t in np.unique(np.quantile(polarity * small, np.linspace(0.02, 0.98, _N_THRESHOLDS))):
+        m = _threshold_mask(small, small_inner, polarity, float(t), ps)
+        if not m.any() or not all(m[y, x] for x, y in ps) or any(m[y, x] for x, y in ns):
+            continue
+        if m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+            continue
+        key = _iou(m, pv_s)
+        if key > best_key:
+            best, best_key = float(t), key
+    if best is None:
+        return None
+    mk = _threshold_mask(crop, inner, polarity, best, pos_c)
+    full = np.zeros((h, w), bool)
+    full[y0:y1, x0:x1] = mk
+    return full
+
+
+def _refine_polarity(crop: np.ndarray, pv: np.ndarray, pos: np.ndarray) -> int:
+    """Polarity of the object being refined: the previous mask against the rest of the window."""
+    if pv.any() and not pv.all():
+        return 1 if float(np.median(crop[pv])) >= float(np.median(crop[~pv])) else -1
+    return _polarity(crop, np.ones(crop.shape, bool), pos)
 
 
 def _local_edit(prev: np.ndarray, new: np.ndarray, click: np.ndarray) -> np.ndarray:

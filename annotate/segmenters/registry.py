@@ -17,7 +17,7 @@ from typing import Literal
 
 from annotate.segmenters.base import Segmenter
 from annotate.weights import WeightSpec, find_weights, resolve_device, weight_state, weights_dir
-from data.errors import InputError
+from data.errors import InputError, StudioError, WeightsMissingError
 
 Family = Literal["segment-anything", "ultralytics", "classical"]
 State = Literal["found", "downloadable", "missing", "corrupt", "builtin"]
@@ -153,13 +153,24 @@ def create_segmenter(
     if not random_init:
         assert spec.weights is not None
         ckpt = str(find_weights(spec.weights, weights_dir(weights), model=name))
-    if spec.family == "segment-anything":
-        from annotate.segmenters.sam import SamSegmenter, build_sam
+    try:
+        if spec.family == "segment-anything":
+            from annotate.segmenters.sam import SamSegmenter, build_sam
 
-        seg = SamSegmenter(name, build_sam(spec.variant, ckpt), dev, cache)
-    else:
-        from annotate.segmenters.ultralytics_sam import UltralyticsSamSegmenter, build_model
+            seg = SamSegmenter(name, build_sam(spec.variant, ckpt), dev, cache)
+        else:
+            from annotate.segmenters.ultralytics_sam import UltralyticsSamSegmenter, build_model
 
-        seg = UltralyticsSamSegmenter(name, build_model(name, ckpt), dev, sam2=name.startswith("sam2"), cache=cache)
+            seg = UltralyticsSamSegmenter(name, build_model(name, ckpt), dev, sam2=name.startswith("sam2"),
+                                          cache=cache)
+    except (StudioError, ImportError):
+        raise
+    except Exception as err:  # a file that passes the size check but is not this model's checkpoint
+        if ckpt is None:
+            raise
+        assert spec.weights is not None
+        raise WeightsMissingError(name, spec.weights.filename, str(Path(ckpt).parent),
+                                  f"the file is corrupt or not a {name} checkpoint: {type(err).__name__}: {err}",
+                                  corrupt=True) from err
     seg.random_weights = random_init  # type: ignore[attr-defined]
     return seg

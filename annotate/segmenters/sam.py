@@ -113,7 +113,9 @@ class SamSegmenter(CachedSegmenter):
 
         sam_model.to(device).eval()
         self.predictor = SamPredictor(sam_model)
-        self._current: int | None = None  # id() of the embedding now in the predictor
+        # The embedding now in the predictor, held (not its id(): a freed dict's id can be reused
+        # by the next one, which would silently keep the previous image's features).
+        self._current: dict | None = None
 
     def _encode(self, image: np.ndarray) -> dict:
         self.predictor.set_image(image, image_format="RGB")
@@ -122,11 +124,11 @@ class SamSegmenter(CachedSegmenter):
             "original_size": tuple(int(v) for v in self.predictor.original_size),
             "input_size": tuple(int(v) for v in self.predictor.input_size),
         }
-        self._current = id(emb)
+        self._current = emb
         return emb
 
     def _restore(self, emb: dict) -> None:
-        if self._current == id(emb):
+        if self._current is emb:
             return
         p = self.predictor
         feats = emb["features"]
@@ -136,7 +138,7 @@ class SamSegmenter(CachedSegmenter):
         p.original_size = tuple(emb["original_size"])
         p.input_size = tuple(emb["input_size"])
         p.is_image_set = True
-        self._current = id(emb)
+        self._current = emb
 
     @staticmethod
     def _args(prompt: Prompt, multimask: bool) -> dict:

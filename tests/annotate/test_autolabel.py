@@ -165,3 +165,18 @@ def test_cli_autolabel_anomaly(tmp_path, capsys):
     assert cmd_autolabel(_args(project=str(project.root), class_name="chip")) == 0
     out = capsys.readouterr().out
     assert "anomaly: 2 images proposed on" in out and "images/s" in out
+
+
+@pytest.mark.parametrize(
+    "predicts_classes, expected",
+    [
+        (True, {1}),  # a class-predicting proposer (YOLO-World, a run) keeps its own classes
+        (False, {2}),  # a class-agnostic one (anomaly) takes the class the user picked
+    ],
+)
+def test_picked_class_applies_only_to_class_agnostic_proposers(tmp_path, predicts_classes, expected):
+    project = make_project(tmp_path, n=1)
+    proposer = BoxProposer()
+    proposer.predicts_classes = predicts_classes
+    al.autolabel(project, proposer, None, min_score=0.0, class_id=2)
+    assert set(all_annotations(project)[0].class_id.tolist()) == expected

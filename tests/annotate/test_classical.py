@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -109,3 +110,36 @@ def test_box_path_on_sample_defects(seed, kind):
     iou = mask_iou(pred.masks[0], gt)
     # The issue's bar: clearly better than doing nothing (the filled box), and a usable mask.
     assert iou >= 0.6 and iou >= mask_iou(filled, gt) + 0.15, (iou, mask_iou(filled, gt))
+
+
+def _crack_image(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-px dark diagonal line on noisy grey texture, and its mask."""
+    rng = np.random.default_rng(seed)
+    h, w = 240, 320
+    grey = 150 + rng.normal(0, 6, (h, w))
+    gt = np.zeros((h, w), np.uint8)
+    cv2.line(gt, (60, 50), (260, 190), 1, 2)
+    grey[gt > 0] -= 60
+    img = np.clip(grey, 0, 255).astype(np.uint8)
+    return np.dstack([img, img, img]), gt.astype(bool)
+
+
+def test_grey_refinement_on_thin_crack_reaches_half_within_5_clicks():
+    from annotate.bench_clicks import run_clicks
+
+    rgb, gt = _crack_image()
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    ious = run_clicks(seg, "k", gt, max_clicks=5)
+    assert max(ious[:5]) >= 0.5, ious
+
+
+def test_grey_refinement_obeys_clicks():
+    rgb, gt = blob_image(240, 360, 200, 110, 30, dark=True)
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    prev = np.zeros_like(gt)
+    prev[100:120, 190:210] = True  # a too-small first mask inside the defect
+    pred = seg.predict("k", Prompt.make([[200, 110], [200, 130]], [1, 1], prev_mask=prev))
+    assert pred.masks[0][130, 200] and pred.masks[0][110, 200]
+    assert mask_iou(pred.masks[0], gt) > 0.8

@@ -180,3 +180,15 @@ def test_registry_import_is_lazy():
     code = "import sys, annotate.segmenters.registry, annotate.segmenters.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["sam-vit-b", "mobile-sam"])
+def test_a_corrupt_checkpoint_is_a_message_naming_the_file(tmp_path, monkeypatch, name):
+    from annotate.segmenters import registry
+    from data.errors import WeightsMissingError
+
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"\x9b" * 4096)  # past the size check, but not a checkpoint
+    monkeypatch.setattr(registry, "find_weights", lambda *a, **k: bad)
+    with pytest.raises(WeightsMissingError, match="corrupt or not a"):
+        registry.create_segmenter(name, str(tmp_path), "cpu")
