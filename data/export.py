@@ -312,6 +312,17 @@ def _replace_folder(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def zip_export(folder: Path, out: Path | None = None) -> Path:
+    """Zip an export folder already written (the same bytes as exporting with ``zip=True``)."""
+    folder = Path(folder)
+    if not _is_our_export(folder):
+        raise InputError(f"{folder} is not an export of this app; export first, then zip it.")
+    out = Path(out) if out is not None else folder.with_name(folder.name + ".zip")
+    _check_target(out, True)
+    _zip_folder(folder, out)
+    return out
+
+
 def _zip_folder(folder: Path, out: Path) -> None:
     """Zip with sorted members and fixed dates; images stored as they are (no recompression)."""
     part = out.parent / f".{out.name}.part-{uuid.uuid4().hex[:8]}"

@@ -9,6 +9,10 @@ so it never blocks another tab's events (and the click path does not use the que
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -89,6 +93,38 @@ def delete_consequence(project: Project, class_id: int | None, move_to: int | No
 
 
 # ------------------------------------------------------------------ app
+def gather_uploads(paths: list[Path], dest: Path) -> list[Path]:
+    """Put the files of one upload side by side, as the user had them.
+
+    Gradio stores every uploaded file in a folder of its own, so a COCO JSON would never
+    find the images uploaded with it. Copies (links where possible) go into ``dest`` under
+    their own names; a JSON then imports with its images, and images it does not name
+    import on their own.
+    """
+    copied: list[Path] = []
+    for src in paths:
+        target = dest / src.name
+        n = 1
+        while target.exists():  # equal names from different folders stay apart
+            target = dest / f"{src.stem}_{n}{src.suffix}"
+            n += 1
+        try:
+            os.link(src, target)
+        except OSError:
+            shutil.copyfile(src, target)
+        copied.append(target)
+    jsons = [p for p in copied if p.suffix.lower() == ".json"]
+    if not jsons:
+        return copied
+    named: set[str] = set()
+    for j in jsons:
+        try:
+            named |= {Path(im.get("file_name", "")).name for im in json.loads(j.read_text("utf-8")).get("images", [])}
+        except (OSError, ValueError, AttributeError):
+            pass  # the importer reports an unreadable JSON with its reason
+    return jsons + [p for p in copied if p.suffix.lower() != ".json" and p.name not in named]
+
+
 def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = None,
               import_dir: str | Path | None = None, service: LabelService | None = None) -> gr.Blocks:
     service = service or LabelService(project, segmenter, weights_dir=weights_dir)
@@ -111,7 +147,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                                                  interactive=False, max_height=420)
                     with gr.Column(scale=2):
                         gr.Markdown("### Import")
-                        upload = gr.File(label="Images, a zip, a COCO JSON with its images, or YOLO label files",
+                        upload = gr.File(label="Images, a zip, a COCO JSON with its images, or a YOLO dataset as a server folder (--import-dir)",
                                          file_count="multiple")
                         import_btn = gr.Button("Import uploaded files", variant="primary")
                         dir_btn = gr.Button(f"Import server folder {import_dir}", visible=import_dir is not None)
@@ -216,7 +252,8 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             if not files:
                 raise gr.Error("Choose files to upload first.")
             paths = [Path(f if isinstance(f, str) else f.name) for f in files]
-            return _import(paths, progress)
+            with tempfile.TemporaryDirectory(prefix="upload-", dir=project.path("cache")) as tmp:
+                return _import(gather_uploads(paths, Path(tmp)), progress)
 
         def do_import_dir(progress=gr.Progress()):
             return _import([Path(import_dir)], progress)
@@ -392,7 +429,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
         # -------------------------------------------------------- export
         def do_export(fmt, val, seed, rle, include, progress=gr.Progress()):
-            from data.export import export_project
+            from data.export import export_project, zip_export
 
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = project.path("exports", f"{fmt}-{stamp}")
@@ -400,14 +437,14 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             try:
                 res = export_project(project, fmt, out, progress=lambda d, n: progress((d, n), desc="exporting"),
                                      **kw)
-                z = export_project(project, fmt, out.with_name(out.name + ".zip"), zip=True, **kw)
+                z = zip_export(res.out_path)  # the folder just written: one snapshot, exported once
             except StudioError as err:
                 raise _error(err) from err
             n = res.n_images
             msg = (f"Exported {n.get('train', 0)} train + {n.get('val', 0)} val images, {res.n_annotations} "
                    f"annotations, classes {', '.join(res.class_names)}.\n\nFolder: `{res.out_path}`\n\n"
                    f"Dataset hash `{res.content_hash[:16]}`")
-            return msg, str(z.out_path)
+            return msg, str(z)
 
         ex_btn.click(do_export, [ex_fmt, ex_val, ex_seed, ex_rle, ex_prop], [ex_msg, ex_file],
                      concurrency_id="export")

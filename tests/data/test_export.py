@@ -164,3 +164,12 @@ def test_fast_rle_tracing_matches_full_decode(seed):
         rle = encode_rle(m)
         assert rle_to_polygons(rle, tuple(mask_to_box(m))) == mask_to_polygons(m)
         assert np.array_equal(rle_crop(rle, 5, 40), m[:, 5:40])
+
+
+def test_zipping_an_export_folder_gives_the_same_bytes_as_a_zip_export(tmp_path, project):
+    from data.export import export_project, zip_export
+
+    folder = export_project(project, "yolo-segment", tmp_path / "ds").out_path
+    zipped = zip_export(folder)
+    direct = export_project(project, "yolo-segment", tmp_path / "direct.zip", zip=True).out_path
+    assert zipped.read_bytes() == direct.read_bytes()

@@ -67,3 +67,28 @@ def test_review_accept_and_accept_above_update_the_store(project, fake):
         assert msg.startswith("Accepted 1 proposals") and project.annotations(2).status.tolist() == ["accepted"]
     finally:
         demo.ds_service.close()
+
+
+def test_uploaded_coco_json_finds_the_images_uploaded_with_it(tmp_path, project):
+    """Gradio keeps each upload in its own folder; the import must still see them together."""
+    import json
+
+    from data.importers import import_sources
+    from data.sample import generate
+    from ui.app import gather_uploads
+
+    src = tmp_path / "src"
+    generate(src, n=3, seed=0)
+    uploads = []
+    for i, f in enumerate(sorted((src / "images").iterdir()) + [src / "ground_truth.json"]):
+        d = tmp_path / "gradio" / f"hash{i}"  # one folder per uploaded file, as Gradio does
+        d.mkdir(parents=True)
+        uploads.append(d / f.name)
+        uploads[-1].write_bytes(f.read_bytes())
+    dest = tmp_path / "together"
+    dest.mkdir()
+    sources = gather_uploads(uploads, dest)
+    assert sources[0].name == "ground_truth.json" and len(sources) == 1  # the json names all three
+    rep = import_sources(project, sources)
+    n_gt = len(json.loads((src / "ground_truth.json").read_text())["annotations"])
+    assert rep.imported == 3 and rep.annotations_added == n_gt
