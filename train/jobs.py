@@ -331,9 +331,11 @@ def cancel(project: Project, run_id: str, timeout_s: float = 10.0) -> RunRecord:
             break
         time.sleep(0.2)
     rec = get(project, run_id)
-    if rec.pid is not None:
-        _kill_group(rec.pid)
     if not rec.finished:
+        # Only a worker that did not stop in time is killed: one that recorded its end may be
+        # starting the next queued run, and killing it then would strand that run.
+        if rec.pid is not None:
+            _kill_group(rec.pid)
         _finish(project, run_id, "cancelled", "cancelled by the user")
     start_next(project)
     return get(project, run_id)
