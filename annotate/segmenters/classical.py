@@ -35,14 +35,22 @@ the same way with the extra rule that the mask must not run into the window's ed
 object); the closed masks are ranked by objectness (Fisher contrast against a ring around the
 mask times the mean gradient along its edge, divided by a penalty on the fraction of the image
 it covers: a defect is a small part of the part; masks over 5% of the image are dropped), up to
-three distinct candidates of different sizes.
+three distinct candidates of different sizes. A thin candidate competes with them: the black-hat
+(dark) or top-hat (bright) response in a window around the click, Otsu-thresholded, the component
+through the click, offered only when it is long and thin (a hair crack or scratch, which the
+threshold windows miss or swallow into the texture).
 
 Later clicks (a previous mask is given): GrabCut in mask mode on a small crop around the
 previous mask and the clicks (downscaled to ~112 px so a click stays in tens of ms), initialised
 from the previous mask, every click a hard seed whose disc is half its distance to the previous
 mask's boundary (the user clicks in the middle of an error, so that disc is all error). When the
 result departs far from the previous mask (IoU < 0.5: the colour models flipped), only its
-changes near the new click are kept. Every candidate is finally made to obey every click.
+changes near the new click are kept. On grey images the box path's threshold reading is tried
+first: in windows growing around the previous mask and the positive clicks, the threshold mask
+that obeys every click (positives in, negatives out) and closes inside the window, changing the
+previous mask least, goes first and GrabCut's result second; when no threshold obeys every click
+(most later clicks on textured parts) GrabCut's result stands. Every candidate is finally made to
+obey every click.
 """
 
 from __future__ import annotations
@@ -78,6 +86,10 @@ _REFINE_GROW = (0.15, 0.4, 1.0)
 _AREA_PENALTY = 8.0
 # First click: masks covering more than this fraction of the image are not proposed at all.
 _MAX_CLICK_FRAC = 0.05
+# First click, thin candidate: window half-side, morphology kernel, largest mean width (px).
+_THIN_WINDOW = 64
+_THIN_KERNEL = 9
+_THIN_WIDTH = 4.0
 # Box GrabCut on colour images: the whole image downscaled to this longer side, these iterations,
 # then a band this wide (full-resolution pixels) along the edge re-decided at full size.
 _GC_SIDE = 450
@@ -554,6 +566,9 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
             found.append((_objectness(gray, masks[0]) / (1.0 + _AREA_PENALTY * frac), masks[0]))
         if box == (0, 0, w, h):
             break
+    thin = _thin_candidate(gray, pos)
+    if thin is not None:
+        found.append((_objectness(gray, thin) / (1.0 + _AREA_PENALTY * thin.sum() / float(h * w)), thin))
     if not found:
         m = fallback if fallback is not None else np.zeros((h, w), bool)
         return [m], [0.0]
@@ -566,6 +581,42 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
             break
     top = out[0][0] or 1.0
     return [m for _, m in out], [sc / top for sc, _ in out]
+
+
+def _thin_candidate(gray: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
+    """A hair-thin crack or scratch through the click: black-hat (or top-hat) response, Otsu.
+
+    Only offered when the component through the click is long and thin; blobs are the windows' job.
+    """
+    h, w = gray.shape
+    x, y = _int_points(pos[:1], h, w)[0]
+    box = _clip_box(np.array([x - _THIN_WINDOW, y - _THIN_WINDOW, x + _THIN_WINDOW, y + _THIN_WINDOW]), h, w)
+    x0, y0, x1, y1 = box
+    crop = gray[y0:y1, x0:x1]
+    polarity = 1 if crop[y - y0, x - x0] >= float(np.median(crop)) else -1
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_THIN_KERNEL, _THIN_KERNEL))
+    op = cv2.MORPH_TOPHAT if polarity > 0 else cv2.MORPH_BLACKHAT
+    resp = cv2.morphologyEx(crop, op, k)
+    r8 = np.clip(resp * (255.0 / max(float(resp.max()), 1e-3)), 0, 255).astype(np.uint8)
+    _, bw = cv2.threshold(r8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    m = _near_one_click(bw.astype(bool), x - x0, y - y0, 2)
+    if m is None:
+        return None
+    ys, xs = np.nonzero(m)
+    length = float(np.hypot(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+    area = float(len(ys))
+    if length < 20 or area / length > _THIN_WIDTH:
+        return None
+    full = np.zeros((h, w), bool)
+    full[y0:y1, x0:x1] = m
+    return full
+
+
+def _near_one_click(m: np.ndarray, x: int, y: int, r: int) -> np.ndarray | None:
+    _, labels = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+    near = labels[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+    ids = np.unique(near[near > 0])
+    return np.isin(labels, ids) if len(ids) else None
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -700,8 +751,10 @@ def _closest_threshold_mask(
         m = _threshold_mask(small, small_inner, polarity, float(t), ps)
         if not m.any() or not all(m[y, x] for x, y in ps) or any(m[y, x] for x, y in ns):
             continue
-        if m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
-            continue
+        if (y0 > 0 and m[0].any()) or (y1 < h and m[-1].any()) or (x0 > 0 and m[:, 0].any()) or (
+            x1 < w and m[:, -1].any()
+        ):
+            continue  # runs into a side of the window that is not the image's border
         key = _iou(m, pv_s)
         if key > best_key:
             best, best_key = float(t), key
