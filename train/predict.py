@@ -97,19 +97,44 @@ def _from_result(result: object, names: tuple[str, ...], conf: float, iou: float
     classes = boxes.cls.cpu().numpy().astype(np.int64) if boxes is not None else np.zeros(0, np.int64)
     masks = None
     if result.masks is not None:
-        masks = _masks_to_image(result.masks.data, h, w)
+        masks = _masks_to_image(result.masks.data, h, w, xyxy)
     ms = float(sum(result.speed.values())) if getattr(result, "speed", None) else float("nan")
     return RawPrediction(h, w, xyxy, scores, classes, masks, names, conf, iou, ms)
 
 
-def _masks_to_image(data: object, height: int, width: int) -> np.ndarray:
-    """Letterboxed model-size masks -> ``(N, H, W)`` bool in original pixels."""
-    from ultralytics.utils.ops import scale_masks
+def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | None = None) -> np.ndarray:
+    """Letterboxed model-size masks -> ``(N, H, W)`` bool in original pixels.
 
-    if len(data) == 0:
-        return np.zeros((0, height, width), dtype=bool)
-    scaled = scale_masks(data[None].float(), (height, width))[0]
-    return (scaled > 0.5).cpu().numpy()
+    Ultralytics has already cut each mask to its box, so only the box (plus a pixel) is
+    resampled, with the same bilinear, half-pixel-centred mapping as its ``scale_masks``:
+    upscaling whole images for every detection would cost more than the model itself.
+    """
+    import cv2
+
+    arr = data.float().cpu().numpy() if hasattr(data, "cpu") else np.asarray(data, dtype=np.float32)
+    n = len(arr)
+    out = np.zeros((n, height, width), dtype=bool)
+    if n == 0:
+        return out
+    mh, mw = arr.shape[1:]
+    gain = min(mh / height, mw / width)
+    ch, cw = max(round(height * gain), 1), max(round(width * gain), 1)  # content size inside the padding
+    top, left = round((mh - ch) / 2 - 0.1), round((mw - cw) / 2 - 0.1)
+    sy, sx = ch / height, cw / width
+    boxes = np.zeros((n, 4)) if xyxy is None else np.asarray(xyxy, dtype=np.float64)
+    for i in range(n):
+        if xyxy is None:
+            x0, y0, x1, y1 = 0, 0, width, height
+        else:
+            x0, y0 = max(int(np.floor(boxes[i, 0])) - 1, 0), max(int(np.floor(boxes[i, 1])) - 1, 0)
+            x1, y1 = min(int(np.ceil(boxes[i, 2])) + 1, width), min(int(np.ceil(boxes[i, 3])) + 1, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5 + left], [0, sy, (y0 + 0.5) * sy - 0.5 + top]], np.float32)
+        region = cv2.warpAffine(arr[i], m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+        out[i, y0:y1, x0:x1] = region > 0.5
+    return out
 
 
 def refilter(raw: RawPrediction, conf: float, iou: float) -> RawPrediction:

@@ -74,3 +74,34 @@ def test_render_draws_and_counts() -> None:
     img = np.zeros((20, 20, 3), np.uint8)
     shown = render(img, _raw())
     assert shown.counts == {"chip": 2, "stain": 1} and shown.image.any() and not img.any()
+
+
+@pytest.mark.parametrize(
+    "height, width, model_h, model_w",
+    [
+        (900, 900, 448, 448),  # square
+        (600, 800, 352, 448),  # landscape, letterbox padding top and bottom
+        (333, 500, 320, 480),  # odd size
+    ],
+)
+def test_masks_are_resampled_like_ultralytics_scale_masks(height, width, model_h, model_w):
+    import torch
+    from ultralytics.utils.ops import scale_masks
+
+    from train.predict import _masks_to_image
+
+    rng = np.random.default_rng(1)
+    gain = min(model_h / height, model_w / width)
+    pad_w, pad_h = (model_w - round(width * gain)) / 2, (model_h - round(height * gain)) / 2
+    yy, xx = np.mgrid[:model_h, :model_w]
+    data, boxes = torch.zeros((4, model_h, model_w)), []
+    for i in range(4):
+        x0, y0 = rng.integers(0, width - 120), rng.integers(0, height - 120)
+        w, h = rng.integers(12, 100, 2)
+        boxes.append([x0, y0, x0 + w, y0 + h])
+        cx, cy = (x0 + w / 2) * gain + pad_w, (y0 + h / 2) * gain + pad_h
+        blob = ((xx - cx) / (w * gain / 2)) ** 2 + ((yy - cy) / (h * gain / 2)) ** 2 <= 0.8  # inside its box
+        data[i] = torch.from_numpy(blob.astype(np.float32))
+    expected = (scale_masks(data[None], (height, width))[0] > 0.5).numpy()
+    got = _masks_to_image(data, height, width, np.array(boxes, dtype=float))
+    assert np.array_equal(got, expected)
