@@ -167,11 +167,14 @@ def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, 
         keep = np.array([m is not None for m in mapped], dtype=bool)
         ids = np.array([m for m in mapped if m is not None], dtype=np.int64)
     n = int(keep.sum())
+    masks = raw.masks
+    if masks is not None and not keep.all():  # copying full-size masks costs: only when some are dropped
+        masks = masks[keep]
     return Annotations(
         xyxy=raw.xyxy[keep],
         class_id=ids,
         confidence=raw.scores[keep],
-        mask=None if raw.masks is None else raw.masks[keep],
+        mask=masks,
         data={"source": np.full(n, source, dtype=object), "status": np.full(n, "proposed", dtype=object)},
     )
 
