@@ -24,6 +24,7 @@ from annotate.proposers.base import Proposer
 from annotate.review import duplicate_mask
 from data.annotations import Annotations
 from data.errors import InputError
+from data.geometry import box_to_mask, masks_to_boxes
 
 Select = Literal["unlabeled", "all"]
 
@@ -73,21 +74,13 @@ def add_masks(
         pred = segmenter.predict(key, Prompt.make(box=box), multimask=False)
         m = pred.masks[0] if len(pred.masks) else None
         if m is None or not m.any():  # segmenter found nothing: keep what the proposer had
-            m = props.mask[i] if props.mask is not None else _box_mask(box, h, w)
+            m = props.mask[i] if props.mask is not None else box_to_mask(box, h, w)
         masks[i] = m
-    from data.geometry import masks_to_boxes
 
     return Annotations(
         xyxy=masks_to_boxes(masks), class_id=props.class_id, confidence=props.confidence, mask=masks,
         data=dict(props.data),
     )
-
-
-def _box_mask(box: np.ndarray, h: int, w: int) -> np.ndarray:
-    m = np.zeros((h, w), dtype=bool)
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    m[max(0, y0) : y1, max(0, x0) : x1] = True
-    return m
 
 
 def select_images(project, select: Select) -> list:

@@ -27,7 +27,7 @@ import numpy as np
 from data.annotations import Annotations
 from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
-from data.geometry import box_iou, mask_iou
+from data.geometry import box_iou, box_to_mask, mask_iou
 
 IOU_MATCH = 0.5
 
@@ -119,15 +119,8 @@ def _tally(t: _Tally, g: GtImage, gi: np.ndarray, props: Annotations, pi: np.nda
     t.n_gt += len(gi)
     t.n_prop += len(pi)
     for p, k in match(g.boxes[gi], props.xyxy[pi], props.confidence[pi]):
-        pm = props.mask[pi[p]] if props.mask is not None else _box_mask(props.xyxy[pi[p]], g.masks.shape[1:])
+        pm = props.mask[pi[p]] if props.mask is not None else box_to_mask(props.xyxy[pi[p]], *g.masks.shape[1:])
         t.ious.append(mask_iou(pm, g.masks[gi[k]]))
-
-
-def _box_mask(box: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    m = np.zeros(shape, dtype=bool)
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    m[y0:y1, x0:x1] = True
-    return m
 
 
 # ------------------------------------------------------------------ the run

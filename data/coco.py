@@ -18,7 +18,15 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data.errors import InputError
-from data.geometry import decode_rle, mask_to_box, masks_to_boxes, polygons_to_mask, rle_area, rle_to_polygons
+from data.geometry import (
+    box_to_mask,
+    decode_rle,
+    mask_to_box,
+    masks_to_boxes,
+    polygons_to_mask,
+    rle_area,
+    rle_to_polygons,
+)
 
 CATEGORY_ID_NOTE = "category ids are 1..K in the project's class order"
 
@@ -207,8 +215,7 @@ def read_ground_truth(images_dir: str | Path, gt_path: str | Path) -> list[Groun
                 m = polygons_to_mask(seg, h, w)
             else:
                 x, y, bw, bh = a["bbox"]
-                m = np.zeros((h, w), dtype=bool)
-                m[int(y) : int(np.ceil(y + bh)), int(x) : int(np.ceil(x + bw))] = True
+                m = box_to_mask((x, y, x + bw, y + bh), h, w)
             masks.append(m)
             classes.append(cats[a["category_id"]])
             ids.append(int(a["id"]))

@@ -21,6 +21,14 @@ def mask_to_box(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
 
 
+def box_to_mask(xyxy, height: int, width: int) -> np.ndarray:
+    """The filled box as a bool mask (pixels the box covers at least half of), clipped to the image."""
+    x0, y0, x1, y1 = (int(round(float(v))) for v in xyxy)
+    m = np.zeros((height, width), dtype=bool)
+    m[max(0, y0) : max(0, min(height, y1)), max(0, x0) : max(0, min(width, x1))] = True
+    return m
+
+
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
     """``(N, H, W)`` bool -> ``(N, 4)`` XYXY."""
     if len(masks) == 0:

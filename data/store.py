@@ -31,7 +31,7 @@ import numpy as np
 
 from data.annotations import STATUSES, Annotations
 from data.errors import InputError, NotFoundError, ProjectError
-from data.geometry import decode_rle, encode_rle
+from data.geometry import box_to_mask, decode_rle, encode_rle
 
 ImageStatus = Literal["unlabeled", "done", "good"]
 IMAGE_STATUSES: tuple[str, ...] = ("unlabeled", "done", "good")
@@ -533,8 +533,7 @@ def _rows_to_annotations(rows: list[tuple], height: int, width: int, with_masks:
             if r[6]:
                 masks[i] = decode_rle(json.loads(r[6]))
             else:  # box-only annotation: its mask is the box
-                x0, y0, x1, y1 = (int(round(v)) for v in r[2:6])
-                masks[i, y0:y1, x0:x1] = True
+                masks[i] = box_to_mask(r[2:6], height, width)
     return Annotations(
         xyxy=np.array([r[2:6] for r in rows], dtype=np.float32),
         class_id=[r[1] for r in rows],
