@@ -25,6 +25,7 @@ from annotate.segmenters.base import Segmenter
 from data.errors import StudioError
 from data.store import Project
 from ui import render
+from ui.errors import user_error
 from ui.label_api import LabelService
 from ui.label_component import label_canvas, page_value
 from ui.predict_tab import build_predict_tab
@@ -37,8 +38,6 @@ CLASS_COLUMNS = ["id", "name", "colour", "accepted", "proposed", "rejected"]
 PROPOSAL_COLUMNS = ["id", "class", "score", "source"]
 
 
-def _error(err: StudioError) -> gr.Error:
-    return gr.Error(str(err))
 
 
 # ------------------------------------------------------------------ tables
@@ -264,7 +263,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             try:
                 rep = import_sources(project, paths, progress=lambda d, n: progress((d, n), desc="importing"))
             except StudioError as err:
-                raise _error(err) from err
+                raise user_error(err) from err
             lines = [f"Imported **{rep.imported}** images, {rep.annotations_added} annotations; "
                      f"{len(rep.duplicates)} duplicates skipped; {len(rep.rejected)} rejected."]
             lines += [f"- rejected `{name}`: {why}" for name, why in rep.rejected[:30]]
@@ -288,7 +287,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             try:
                 c = project.add_class(name, color or None)
             except StudioError as err:
-                raise _error(err) from err
+                raise user_error(err) from err
             return f"Added class **{c.name}**."
 
         def edit_class(cid: int | None, name: str, color: str | None):
@@ -297,7 +296,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             try:
                 c = project.update_class(int(cid), name=name or None, color=color or None)
             except StudioError as err:
-                raise _error(err) from err
+                raise user_error(err) from err
             return f"Class #{c.id} is now **{c.name}** ({c.color}); its annotations keep their class."
 
         def delete_class(cid: int | None, to: int | None):
@@ -307,7 +306,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 name = project.get_class(int(cid)).name
                 n = project.delete_class(int(cid), move_to=None if to in (None, cid) else int(to))
             except StudioError as err:
-                raise _error(err) from err
+                raise user_error(err) from err
             action = "moved" if to not in (None, cid) else "deleted"
             return f"Deleted class **{name}**; {n} annotations {action}."
 
@@ -368,7 +367,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                         review.change_class(project, int(ann_id), int(class_id))
                         msg = f"#{int(ann_id)} is now {project.get_class(int(class_id)).name}."
                 except StudioError as err:
-                    raise _error(err) from err
+                    raise user_error(err) from err
                 return (msg, *refresh_review(image_id))
             return handler
 
@@ -411,7 +410,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                                     class_id=None if class_id is None else int(class_id),
                                     progress=lambda d, n: progress((d, n), desc="proposing"), cancel=ev)
             except StudioError as err:
-                raise _error(err) from err
+                raise user_error(err) from err
             finally:
                 cancel_events.pop(t, None)
             return format_report(rep)
@@ -439,7 +438,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                                      **kw)
                 z = zip_export(res.out_path)  # the folder just written: one snapshot, exported once
             except StudioError as err:
-                raise _error(err) from err
+                raise user_error(err) from err
             n = res.n_images
             msg = (f"Exported {n.get('train', 0)} train + {n.get('val', 0)} val images, {res.n_annotations} "
                    f"annotations, classes {', '.join(res.class_names)}.\n\nFolder: `{res.out_path}`\n\n"

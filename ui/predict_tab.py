@@ -19,6 +19,7 @@ from data.errors import InputError, StudioError
 from data.store import Project
 from train import jobs
 from train.predict import RAW_CONF, RAW_IOU, RawPrediction, predictor_for, refilter, render
+from ui.errors import user_error
 
 DEFAULT_CONF = 0.25
 DEFAULT_IOU = 0.7
@@ -102,8 +103,6 @@ class PredictTab:
     use_as_proposer: gr.Button
 
 
-def _err(err: StudioError) -> gr.Error:
-    return gr.Error(str(err))
 
 
 def build_predict_tab(project: Project, device: str = "auto", tab: gr.Tab | None = None) -> PredictTab:
@@ -132,13 +131,13 @@ def build_predict_tab(project: Project, device: str = "auto", tab: gr.Tab | None
         try:
             return predict(project, run_id, image, c, i, device)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
 
     def do_rerender(cached, c, i):
         try:
             res = rerender(project, cached, c, i, device)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
         return res if res is not None else (gr.skip(), gr.skip(), gr.skip())
 
     def load_pick(image_id):
@@ -147,7 +146,7 @@ def build_predict_tab(project: Project, device: str = "auto", tab: gr.Tab | None
         try:
             return project.load_image(int(image_id))
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
 
     def refresh(current):
         ch = run_choices(project)

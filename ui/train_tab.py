@@ -23,6 +23,7 @@ from train import jobs, runs
 from train.jobs import RunRecord
 from train.models import PRESETS, TrainSettings, base_model_names, validate_settings
 from train.runs import EpochMetrics
+from ui.errors import user_error
 
 POLL_S = 2.0
 LOG_LINES = 30
@@ -244,8 +245,6 @@ class TrainTab:
     timer: gr.Timer
 
 
-def _err(err: StudioError) -> gr.Error:
-    return gr.Error(str(err))
 
 
 def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Tab | None = None) -> TrainTab:
@@ -303,7 +302,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
             settings = settings_from_form(t, m, e, s, b, d, p, sd, pr, weights_dir)
             run_id, text = start(project, settings)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
         return text, gr.update(choices=run_choices(project), value=run_id), dataset_line(project)
 
     start_btn.click(do_start, [task, model, epochs, imgsz, batch, device, patience, seed, preset],
@@ -315,7 +314,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         try:
             rec = jobs.cancel(project, run_id)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
         return f"Run `{run_id}` is {rec.status}."
 
     def do_resume(run_id):
@@ -324,7 +323,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         try:
             rec = jobs.resume(project, run_id)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
         return f"Run `{run_id}` {'resumed' if rec.status == 'running' else 'queued to resume'} from its last checkpoint."
 
     cancel_btn.click(do_cancel, [run], [msg], concurrency_id="train-control")
@@ -363,7 +362,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         try:
             return export_onnx(project, run_id)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
 
     onnx_btn.click(do_onnx, [run], [onnx_file], concurrency_id="export")
 
@@ -371,7 +370,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         try:
             out = delete(project, run_id, text)
         except StudioError as err:
-            raise _err(err) from err
+            raise user_error(err) from err
         ch = run_choices(project)
         return out, "", gr.update(choices=ch, value=ch[0][1] if ch else None), runs_table(project)
 
