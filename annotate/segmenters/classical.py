@@ -415,6 +415,7 @@ def segment(
         masks, scores = _refine(gray, bgr, prev, pos, neg, pts[-1])
         if bgr is None:
             masks, scores = _threshold_refine(gray, prev, pos, neg, masks, scores)
+            masks = _monotone(masks, prev, int(prompt.labels[-1]))
     elif bgr is not None:
         masks, scores = _colour_first_click(bgr, pos, neg)
         if not masks:
@@ -502,7 +503,18 @@ def _colour_first_click(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tu
     closed = [f for f in found if f[2] < _OPEN_EDGE]
     box, (up, bgd, fgd), _ = closed[0] if closed else min(found, key=lambda f: f[2])
     mk = _fill_all_holes(_snap(bgr, box, up, bgd, fgd, pos, neg))
+    # The window only located the object; its own bounding box is the tight box the box path is
+    # good at (full-resolution GrabCut from a box that fits), so that reading goes first.
+    tight = _grabcut_box(bgr, _mask_box(mk, 1, h, w), pos, neg) if mk.any() else None
+    if tight is not None and all(tight[y, x] for x, y in _int_points(pos, h, w)):
+        return [tight, mk], [1.0, 0.9]
     return [mk, up], [1.0, 0.5]
+
+
+def _mask_box(m: np.ndarray, pad: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """The bounding box of ``m`` grown by ``pad`` pixels, clipped to the image."""
+    ys, xs = np.nonzero(m)
+    return _clip_box(np.array([xs.min() - pad, ys.min() - pad, xs.max() + 1 + pad, ys.max() + 1 + pad]), h, w)
 
 
 def _snap(
@@ -567,13 +579,15 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
         if box == (0, 0, w, h):
             break
     thin = _thin_candidate(gray, pos)
-    if thin is not None:
-        found.append((_objectness(gray, thin) / (1.0 + _AREA_PENALTY * thin.sum() / float(h * w)), thin))
-    if not found:
+    if not found and thin is None:
         m = fallback if fallback is not None else np.zeros((h, w), bool)
         return [m], [0.0]
     found.sort(key=lambda f: -f[0])
     out: list[tuple[float, np.ndarray]] = []
+    if thin is not None:
+        # A long thin structure through the click is the more specific reading: the windows'
+        # blobs around a crack are the texture beside it.
+        out.append((max([f[0] for f in found], default=1.0), thin))
     for sc, m in found:
         if all(_iou(m, o) < 0.8 for _, o in out):
             out.append((sc, m))
@@ -698,6 +712,15 @@ def _refine(
     if _iou(full, prev) < _TRUST_IOU:
         full = _local_edit(prev, full, last)
     return [full, prev], [1.0, 0.5]
+
+
+def _monotone(masks: list[np.ndarray], prev: np.ndarray, last_label: int) -> list[np.ndarray]:
+    """A positive click only adds to the previous mask, a negative one only removes from it.
+
+    The user clicks on an error: what they did not click on stays as it was. Without this, a
+    refinement whose grey-level models flip re-draws far parts the user had already accepted.
+    """
+    return [(m | prev) if last_label == 1 else (m & prev) for m in masks]
 
 
 def _threshold_refine(

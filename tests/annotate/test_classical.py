@@ -143,3 +143,30 @@ def test_grey_refinement_obeys_clicks():
     pred = seg.predict("k", Prompt.make([[200, 110], [200, 130]], [1, 1], prev_mask=prev))
     assert pred.masks[0][130, 200] and pred.masks[0][110, 200]
     assert mask_iou(pred.masks[0], gt) > 0.8
+
+
+def test_grey_refinement_is_monotone_in_the_last_click():
+    """A positive click only adds to the previous mask; a negative one only removes."""
+    rgb, gt = blob_image(240, 360, 200, 110, 30, dark=True)
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    prev = np.zeros_like(gt)
+    prev[60:160, 150:210] = True  # spills out of the defect on the left, misses its right part
+    grow = seg.predict("k", Prompt.make([[200, 110], [215, 110]], [1, 1], prev_mask=prev)).masks
+    assert all((m | prev).sum() == m.sum() for m in grow)
+    shrink = seg.predict("k", Prompt.make([[200, 110], [158, 70]], [1, 0], prev_mask=prev)).masks
+    assert all((m & prev).sum() == m.sum() for m in shrink)
+    assert not shrink[0][70, 158]
+
+
+def test_colour_first_click_is_refined_from_its_own_box():
+    """On colour images the first click's mask is re-cut from its bounding box: as good as a box."""
+    rgb, gt = _render(11, "broken_large")
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    ys, xs = np.nonzero(gt)
+    d = cv2.distanceTransform(np.pad(gt.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
+    click = seg.predict("k", Prompt.make([[x, y]])).masks[0]
+    box = seg.predict("k", Prompt.make(box=mask_to_box(gt))).masks[0]
+    assert mask_iou(click, gt) >= mask_iou(box, gt) - 0.1, (mask_iou(click, gt), mask_iou(box, gt))
