@@ -35,7 +35,7 @@ the same way with the extra rule that the mask must not run into the window's ed
 object); the closed masks are ranked by objectness (Fisher contrast against a ring around the
 mask times the mean gradient along its edge, divided by a penalty on the fraction of the image
 it covers: a defect is a small part of the part; masks over 5% of the image are dropped), up to
-three distinct candidates of different sizes. A thin candidate competes with them: the black-hat
+three distinct candidates of different sizes. A thin candidate goes before them: the black-hat
 (dark) or top-hat (bright) response in a window around the click, Otsu-thresholded, the component
 through the click, offered only when it is long and thin (a hair crack or scratch, which the
 threshold windows miss or swallow into the texture).
@@ -48,9 +48,14 @@ result departs far from the previous mask (IoU < 0.5: the colour models flipped)
 changes near the new click are kept. On grey images the box path's threshold reading is tried
 first: in windows growing around the previous mask and the positive clicks, the threshold mask
 that obeys every click (positives in, negatives out) and closes inside the window, changing the
-previous mask least, goes first and GrabCut's result second; when no threshold obeys every click
-(most later clicks on textured parts) GrabCut's result stands. Every candidate is finally made to
-obey every click.
+previous mask least, competes with GrabCut's result (the better object by the first click's
+objectness goes first); when no threshold obeys every click (most later clicks on textured parts)
+GrabCut's result stands. On grey images a later click is then monotone: a positive click only adds
+to the previous mask and a negative one only removes from it (what the user did not click on stays
+as it was). Every candidate is finally made to obey every click.
+
+On colour images the first click's mask is re-cut by the box path from its own bounding box: the
+windows locate the object, the tight box segments it.
 """
 
 from __future__ import annotations
@@ -730,8 +735,9 @@ def _threshold_refine(
     """Grey images: the box path's threshold sweep around the previous mask and the clicks.
 
     A threshold mask that obeys every click (positives in, negatives out) and closes inside the
-    window is what the box path would give from a box around the object; it goes first, the
-    GrabCut refinement second. Windows grow until such a mask closes.
+    window is what the box path would give from a box around the object. It and the GrabCut
+    refinement are two readings of the same clicks: the one with the higher objectness (the same
+    score the first click ranks by) goes first. Windows grow until such a mask closes.
     """
     h, w = gray.shape
     ys, xs = np.nonzero(prev)
@@ -745,6 +751,9 @@ def _threshold_refine(
         box = _clip_box(np.array([x0 - g, y0 - g, x1 + g, y1 + g]), h, w)
         found = _closest_threshold_mask(gray, box, prev, pos, neg)
         if found is not None:
+            # Two readings of the same clicks: the one that looks more like an object goes first.
+            if masks[0].any() and _objectness(gray, masks[0]) > _objectness(gray, found):
+                return masks[:1] + [found], [1.0, 0.9]
             return [found] + masks[:1], [1.0] + [0.9 * s for s in scores[:1]]
         if box == (0, 0, w, h):
             break
