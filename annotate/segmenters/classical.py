@@ -79,7 +79,9 @@ _BOX_FIT = 0.95
 # Mean channel difference above which an image counts as colour (grey photos score 0).
 _COLOUR_SPREAD = 4.0
 # Refinement (clicks after the first): GrabCut crop margin, longest side, iterations, seed disc size.
-_REFINE_MARGIN = 0.3
+# Crops tried in turn (margin as a fraction of the prompt's size, at least this many pixels) until
+# the result stops running into the crop's sides.
+_REFINE_CROPS = ((0.3, 8), (1.0, 24), (2.5, 64))
 _REFINE_SIDE = 112
 _REFINE_ITERS = 3
 _SEED_FRAC = 0.5
@@ -670,15 +672,42 @@ def _refine(
     gray: np.ndarray, bgr: np.ndarray | None, prev: np.ndarray, pos: np.ndarray, neg: np.ndarray,
     last_click: np.ndarray,
 ) -> tuple[list[np.ndarray], list[float]]:
-    """Later clicks: GrabCut on a small crop, initialised from the previous mask, clicks as hard seeds."""
+    """Later clicks: GrabCut on a small crop, initialised from the previous mask, clicks as hard seeds.
+
+    The crop grows while the result runs into its sides (the object is larger than the crop, so
+    GrabCut calls the whole crop foreground: a rectangle, never what the user meant).
+    """
     h, w = gray.shape
-    last = last_click
     ys, xs = np.nonzero(prev)
     pts = np.concatenate([pos, neg]) if len(neg) else pos
     x0, y0 = min(xs.min(), pts[:, 0].min()), min(ys.min(), pts[:, 1].min())
     x1, y1 = max(xs.max() + 1, pts[:, 0].max() + 1), max(ys.max() + 1, pts[:, 1].max() + 1)
-    g = max(_REFINE_MARGIN * max(x1 - x0, y1 - y0), 8)
-    cx0, cy0, cx1, cy1 = _clip_box(np.array([x0 - g, y0 - g, x1 + g, y1 + g]), h, w)
+    size = max(x1 - x0, y1 - y0)
+    full = None
+    for margin, least in _REFINE_CROPS:
+        g = max(margin * size, least)
+        crop = _clip_box(np.array([x0 - g, y0 - g, x1 + g, y1 + g]), h, w)
+        got = _grabcut_crop(gray, bgr, prev, pos, neg, crop)
+        if got is None:
+            return [prev], [0.0]
+        full, open_edge = got
+        if open_edge < _OPEN_EDGE or crop == (0, 0, w, h):
+            break
+    # A drastic change (GrabCut's colour models flipped) is only trusted near the new click.
+    if _iou(full, prev) < _TRUST_IOU:
+        full = _local_edit(prev, full, last_click)
+    return [full, prev], [1.0, 0.5]
+
+
+def _grabcut_crop(
+    gray: np.ndarray, bgr: np.ndarray | None, prev: np.ndarray, pos: np.ndarray, neg: np.ndarray,
+    crop: tuple[int, int, int, int],
+) -> tuple[np.ndarray, float] | None:
+    """GrabCut in mask mode on ``crop`` (downscaled): the full-size mask and the share of the
+    crop's inner sides (those that are not the image's border) it covers. None when GrabCut
+    has nothing to work with."""
+    h, w = gray.shape
+    cx0, cy0, cx1, cy1 = crop
     s = min(1.0, _REFINE_SIDE / max(cx1 - cx0, cy1 - cy0))
     size = (max(2, round((cx1 - cx0) * s)), max(2, round((cy1 - cy0) * s)))
     if bgr is not None:
@@ -702,21 +731,22 @@ def _refine(
             r = max(1, int(_SEED_FRAC * d * s))
             cv2.circle(gm, (int(x * s), int(y * s)), r, int(lab), -1)
     if not ((gm == cv2.GC_FGD) | (gm == cv2.GC_PR_FGD)).any() or not ((gm == cv2.GC_BGD) | (gm == cv2.GC_PR_BGD)).any():
-        return [prev], [0.0]
+        return None
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(img, gm, None, bgd, fgd, _REFINE_ITERS, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
-        return [prev], [0.0]
+        return None
     mk = ((gm == cv2.GC_FGD) | (gm == cv2.GC_PR_FGD)).astype(np.uint8) * 255
     mk = cv2.resize(mk, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR) > 127
     mk = _pick_components(_fill_all_holes(mk), _int_points(pos - off, ch, cw))
+    sides = [mk[0] if cy0 > 0 else None, mk[-1] if cy1 < h else None,
+             mk[:, 0] if cx0 > 0 else None, mk[:, -1] if cx1 < w else None]
+    inner_sides = [v for v in sides if v is not None]
+    open_edge = float(np.concatenate(inner_sides).mean()) if inner_sides else 0.0
     full = np.zeros((h, w), bool)
     full[cy0:cy1, cx0:cx1] = mk
-    # A drastic change (GrabCut's colour models flipped) is only trusted near the new click.
-    if _iou(full, prev) < _TRUST_IOU:
-        full = _local_edit(prev, full, last)
-    return [full, prev], [1.0, 0.5]
+    return full, open_edge
 
 
 def _monotone(masks: list[np.ndarray], prev: np.ndarray, last_label: int) -> list[np.ndarray]:
