@@ -649,6 +649,8 @@ def _objectness(gray: np.ndarray, m: np.ndarray) -> float:
     """How much ``m`` looks like an object: its edge is strong and it differs from a ring around it."""
     ys, xs = np.nonzero(m)
     area = len(ys)
+    if area == 0:
+        return 0.0
     r = int(np.clip(0.3 * np.sqrt(area), 2, 40))
     h, w = m.shape
     y0, y1 = max(0, ys.min() - r - 2), min(h, ys.max() + r + 3)
@@ -823,6 +825,8 @@ def _closest_threshold_mask(
     if best is None:
         return None
     mk = _threshold_mask(crop, inner, polarity, best, pos_c)
+    if not mk.any():
+        return None  # the threshold that closed on the downscaled crop holds nothing at full size
     full = np.zeros((h, w), bool)
     full[y0:y1, x0:x1] = mk
     return full

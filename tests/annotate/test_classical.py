@@ -173,3 +173,9 @@ def test_colour_first_click_is_refined_from_its_own_box():
     click = seg.predict("k", Prompt.make([[x, y]])).masks[0]
     box = seg.predict("k", Prompt.make(box=mask_to_box(gt))).masks[0]
     assert mask_iou(click, gt) >= mask_iou(box, gt) - 0.1, (mask_iou(click, gt), mask_iou(box, gt))
+
+
+def test_objectness_of_an_empty_mask_is_zero():
+    from annotate.segmenters.classical import _objectness
+
+    assert _objectness(np.zeros((20, 30), np.float32), np.zeros((20, 30), bool)) == 0.0
