@@ -43,10 +43,11 @@ threshold windows miss or swallow into the texture).
 Later clicks (a previous mask is given): GrabCut in mask mode on a small crop around the
 previous mask and the clicks (downscaled to ~112 px so a click stays in tens of ms), initialised
 from the previous mask, every click a hard seed whose disc is half its distance to the previous
-mask's boundary (the user clicks in the middle of an error, so that disc is all error). When the
-result departs far from the previous mask (IoU < 0.5: the colour models flipped), only its
+mask's boundary (the user clicks in the middle of an error, so that disc is all error). The crop
+grows (three sizes, up to the whole image) while the result runs into its sides: an object larger
+than the crop would otherwise come back as the filled crop. When the result departs far from the previous mask (IoU < 0.5: the colour models flipped), only its
 changes near the new click are kept. On grey images the box path's threshold reading is tried
-first: in windows growing around the previous mask and the positive clicks, the threshold mask
+too: in windows growing around the previous mask and the positive clicks, the threshold mask
 that obeys every click (positives in, negatives out) and closes inside the window, changing the
 previous mask least, competes with GrabCut's result (the better object by the first click's
 objectness goes first); when no threshold obeys every click (most later clicks on textured parts)
