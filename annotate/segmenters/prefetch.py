@@ -5,9 +5,9 @@ One worker thread takes ``(key, loader)`` pairs from a queue and calls
 
 Yielding to clicks (the choice): a SAM encode cannot be interrupted mid-forward, so encodes
 run one at a time, and before each one the worker waits until no click is pending
-(``segmenter.wait_for_clicks``). A click that arrives during an encode waits for at most
-that one encode (it takes the segmenter's lock next, ahead of the worker, which re-checks
-for pending clicks before starting the following encode). ``prefetch`` replaces the queue:
+(``segmenter.wait_for_clicks``). A click that arrives during an encode does not wait for it:
+the segmenters encode under a lock of their own, outside the decoder's, so the two only
+share the CPU. ``prefetch`` replaces the queue:
 when the user moves on, stale work is dropped. Errors on one image (an unreadable file) are
 recorded and skipped; they never stop the worker.
 """

@@ -3,8 +3,10 @@
 The library's ``SamPredictor`` holds one image at a time. Here the segmenter keeps every
 embedding in an :class:`~annotate.cache.EmbeddingCache` (memory LRU + project disk) keyed by
 the image's content hash; ``predict(key, prompt)`` restores that key's embedding into the
-predictor under the segmenter's lock (a pointer swap, no copy) and calls the bare
+predictor under the decoder's lock (a pointer swap, no copy) and calls the bare
 ``SamPredictor.predict``. So clicks never re-encode, and two sessions' images never mix.
+Encoding runs the same steps as ``SamPredictor.set_image`` without touching the predictor,
+under a lock of its own, so a click does not wait for a background encode.
 
 Latency accounting: ``encoder_calls`` counts real encoder runs (tests prove cache hits with
 it); ``bare_call_ms`` times the library call alone on the same embedding (the bench's ratio).
@@ -24,18 +26,22 @@ from annotate.segmenters.base import Prediction, Prompt, Segmenter
 
 
 class CachedSegmenter(Segmenter):
-    """Embedding cache, lock and click-priority bookkeeping shared by the SAM backends.
+    """Embedding cache, locks and click-priority bookkeeping shared by the SAM backends.
 
-    Subclasses implement ``_encode(image) -> embedding`` and ``_decode(emb, prompt, multimask)``
-    (both called with the lock held).
+    Subclasses implement ``_encode(image) -> embedding`` and ``_decode(emb, prompt, multimask)``.
+    Two locks: ``_encode`` runs under the encode lock (one encode at a time) and must not touch
+    any state ``_decode`` reads, because ``_decode`` runs under the decoder lock at the same
+    time. So a click never waits for a background encode (SAM ViT-B takes ~30 s on a CPU);
+    the two only share the CPU.
     """
 
     def __init__(self, name: str, device: str, cache: EmbeddingCache | None = None) -> None:
         self.name = name
         self.device = device
         self.cache = cache if cache is not None else EmbeddingCache(name)
-        # One lock for the model: encoder and decoder share the predictor's state.
+        # The decoder's lock (the predictor's prompt state) and the encoder's: see the class docstring.
         self._lock = threading.RLock()
+        self._encode_lock = threading.Lock()
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._idle = threading.Condition(self._pending_lock)
@@ -48,12 +54,12 @@ class CachedSegmenter(Segmenter):
         image = np.ascontiguousarray(np.asarray(image)[..., :3])
         if image.dtype != np.uint8 or image.ndim != 3:
             raise ValueError(f"set_image expects an RGB uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-        with self._lock:
+        with self._encode_lock:
             if self.cache.get(key) is not None:  # another thread encoded it meanwhile
                 return
             emb = self._encode(image)
             self.encoder_calls += 1
-        self.cache.put(key, emb)
+            self.cache.put(key, emb)
 
     def is_ready(self, key: str) -> bool:
         return key in self.cache
@@ -118,14 +124,20 @@ class SamSegmenter(CachedSegmenter):
         self._current: dict | None = None
 
     def _encode(self, image: np.ndarray) -> dict:
-        self.predictor.set_image(image, image_format="RGB")
-        emb = {
-            "features": self.predictor.features,
-            "original_size": tuple(int(v) for v in self.predictor.original_size),
-            "input_size": tuple(int(v) for v in self.predictor.input_size),
+        """``SamPredictor.set_image``'s steps without its state: a click may be decoding meanwhile."""
+        import torch
+
+        p = self.predictor
+        if p.model.image_format != "RGB":
+            image = image[..., ::-1]
+        x = torch.as_tensor(p.transform.apply_image(image), device=p.device).permute(2, 0, 1).contiguous()[None]
+        with torch.no_grad():
+            features = p.model.image_encoder(p.model.preprocess(x))
+        return {
+            "features": features,
+            "original_size": (int(image.shape[0]), int(image.shape[1])),
+            "input_size": tuple(int(v) for v in x.shape[-2:]),
         }
-        self._current = emb
-        return emb
 
     def _restore(self, emb: dict) -> None:
         if self._current is emb:

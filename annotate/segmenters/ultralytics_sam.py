@@ -2,7 +2,8 @@
 
 Uses ``ultralytics.models.sam``'s ``Predictor`` / ``SAM2Predictor``: ``set_image`` fills
 ``predictor.features`` (a tensor for SAM/MobileSAM, a dict with ``image_embed`` and
-``high_res_feats`` for SAM 2), which is cached per image key; a click runs the predictor's
+``high_res_feats`` for SAM 2), which is cached per image key (a second predictor on the same
+model encodes, so a click never waits for a background encode); a click runs the predictor's
 prompt-only path (``_prepare_prompts`` + ``_inference_features``) on the cached features, and
 the low-res logits are kept so the chosen candidate feeds the next click. The bare library
 call used for the bench's ratio is ``predictor.inference_features`` on the same features.
@@ -35,10 +36,14 @@ class UltralyticsSamSegmenter(CachedSegmenter):
         overrides = dict(conf=0.25, task="segment", mode="predict", imgsz=self.imgsz, save=False, verbose=False, device=device)
         self.predictor = cls(overrides=overrides)
         self.predictor.setup_model(model=model, verbose=False)
+        # A second predictor on the same model for encoding: ``set_image`` fills predictor state,
+        # and a click decodes with ``self.predictor`` while a background encode runs.
+        self._encoder = cls(overrides=overrides)
+        self._encoder.setup_model(model=model, verbose=False)
         self.sam2 = sam2
 
     def _encode(self, image: np.ndarray) -> dict:
-        p = self.predictor
+        p = self._encoder
         p.set_image(np.ascontiguousarray(image[..., ::-1]))  # Ultralytics expects BGR arrays
         feats = p.features
         p.reset_image()

@@ -113,6 +113,65 @@ def test_prefetch_encodes_queue_in_background(tiny_model):
     pf.close()
 
 
+def test_encoding_matches_sampredictor_set_image(tiny_model):
+    """The segmenter encodes with SamPredictor.set_image's steps, without its state."""
+    from segment_anything import SamPredictor
+
+    img = _img(130, 210, 5)
+    seg = SamSegmenter("sam-tiny", tiny_model, "cpu")
+    seg.set_image(img, "a")
+    ref = SamPredictor(tiny_model)
+    ref.set_image(img)
+    emb = seg.cache.get("a")
+    assert np.allclose(emb["features"].numpy(), ref.features.numpy(), atol=1e-6)
+    assert emb["original_size"] == tuple(ref.original_size) and emb["input_size"] == tuple(ref.input_size)
+
+
+def _blocked_encoder(seg):
+    """Make the segmenter's next encode block until the returned event is set."""
+    started, release = threading.Event(), threading.Event()
+    real = seg._encode
+
+    def slow(image):
+        started.set()
+        assert release.wait(30)
+        return real(image)
+
+    seg._encode = slow
+    return started, release
+
+
+@pytest.mark.parametrize("backend", ["sam", "mobile-sam"])
+def test_a_click_does_not_wait_for_a_background_encode(tiny_model, backend):
+    if backend == "sam":
+        seg = SamSegmenter("sam-tiny", tiny_model, "cpu")
+    else:
+        from annotate.segmenters.ultralytics_sam import UltralyticsSamSegmenter, build_model
+
+        seg = UltralyticsSamSegmenter(backend, build_model(backend), "cpu", sam2=False, imgsz=256)
+    seg.set_image(_img(90, 120, 1), "ready")
+    started, release = _blocked_encoder(seg)
+    encoding = threading.Thread(target=seg.set_image, args=(_img(90, 120, 2), "next"))
+    encoding.start()
+    try:
+        assert started.wait(30)
+        done = []
+        click = threading.Thread(target=lambda: done.append(seg.predict("ready", Prompt.make([[60, 40]]))))
+        click.start()
+        click.join(20)
+        assert done, "the click waited for the encode in progress"
+        assert done[0].masks.shape[1:] == (90, 120)
+    finally:
+        release.set()
+        encoding.join(30)
+    assert seg.is_ready("next")
+    # The encode that ran beside the click stored its own image, not the click's.
+    again = SamSegmenter("sam-tiny", tiny_model, "cpu") if backend == "sam" else None
+    if again is not None:
+        again.set_image(_img(90, 120, 2), "next")
+        assert np.allclose(again.cache.get("next")["features"].numpy(), seg.cache.get("next")["features"].numpy())
+
+
 def test_unknown_key_raises(tiny_model):
     with pytest.raises(KeyError):
         SamSegmenter("sam-tiny", tiny_model, "cpu").predict("zzz", Prompt.make([[1, 1]]))
