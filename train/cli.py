@@ -173,7 +173,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pred = predict.predictor_for(project, args.run, getattr(args, "device", None) or "auto")
-    colors = {c.name: c.color for c in project.classes()}
+    colors = predict.class_colors(project, args.run, pred.names)
     images, results, total_ms = [], [], 0.0
     for image_id, path in enumerate(_progress(files, "predict"), 1):
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)

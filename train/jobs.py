@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS train_runs (
     dataset_hash TEXT,
     n_images TEXT,
     class_names TEXT,
+    class_ids TEXT,
     best_weights TEXT,
     metrics TEXT,
     started_at REAL,
@@ -82,11 +83,16 @@ CREATE TABLE IF NOT EXISTS train_epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+# Columns added after a release, as (name, declaration): ensure_schema adds them to older databases.
+# Nullable, so a record written before them reads as "not recorded" and older code still reads the table.
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("class_ids", "TEXT"),  # JSON list: the project class id of each model class index (null: none matched)
+)
 
 _COLUMNS = (
     "id, created_at, updated_at, task, model, settings, status, reason, notice, phase, pid, resume,"
     " cancel_requested, epoch, epochs, batch_i, n_batches, eta_s, dataset_source, dataset_hash, n_images,"
-    " class_names, best_weights, metrics, started_at, finished_at, wall_s"
+    " class_names, best_weights, metrics, started_at, finished_at, wall_s, class_ids"
 )
 
 
@@ -122,6 +128,10 @@ class RunRecord:
     finished_at: float | None
     wall_s: float  # training wall time, summed over resumes
     folder: str  # <project>/runs/<id>
+    # The project class id of each model class index, recorded with ``class_names`` when the dataset is
+    # prepared: a renamed class still maps, a deleted one does not (``train.predict.class_map``). An entry
+    # is None where no project class had that name; the whole is None for runs recorded before ids were.
+    class_ids: tuple[int | None, ...] | None = None
 
     @property
     def finished(self) -> bool:
@@ -142,6 +152,10 @@ def ensure_schema(project: Project) -> None:
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 db.execute(stmt)
+        have = {r[1] for r in db.execute("PRAGMA table_info(train_runs)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                db.execute(f"ALTER TABLE train_runs ADD COLUMN {name} {decl}")
 
 
 def run_dir(project: Project, run_id: str) -> Path:
@@ -394,6 +408,7 @@ def _row_to_record(project: Project, r: tuple) -> RunRecord:
         n_images=json.loads(r[20]) if r[20] else {}, class_names=tuple(json.loads(r[21]) if r[21] else ()),
         best_weights=r[22], metrics=json.loads(r[23]) if r[23] else {}, started_at=r[24], finished_at=r[25],
         wall_s=r[26] or 0.0, folder=str(run_dir(project, r[0])),
+        class_ids=None if r[27] is None else tuple(json.loads(r[27])),
     )
 
 

@@ -12,21 +12,29 @@
   otherwise. The live demo therefore predicts once at a low floor
   (``conf=RAW_CONF``, ``iou=RAW_IOU``) and moves the sliders over the cached result.
 - :func:`to_annotations` is the adapter from Ultralytics to the project's container:
-  nothing downstream sees a ``Results``. Model classes map to project class ids by
-  name; detections of classes the project does not have are dropped.
+  nothing downstream sees a ``Results``. Model classes map to project class ids through
+  :func:`class_map`: by the ids the run recorded (a class renamed since training still
+  maps), by name for runs recorded without them; detections of classes the project no
+  longer has are dropped.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data.annotations import Annotations
+from data.errors import NotFoundError
 from data.store import Project
+
+if TYPE_CHECKING:
+    from train.jobs import RunRecord
 
 RAW_CONF = 0.05  # floor used by the live demo so sliders above it need no re-run
 RAW_IOU = 0.9
@@ -153,17 +161,21 @@ def refilter(raw: RawPrediction, conf: float, iou: float) -> RawPrediction:
     )
 
 
-def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, source: str = "run") -> Annotations:
+def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, source: str = "run", *,
+                   by_index: Mapping[int, int] | None = None) -> Annotations:
     """Raw prediction -> ``Annotations`` (status ``proposed``).
 
-    ``class_ids``: project class id by name; without it the class ids are the model's
-    indices. Detections of names missing from ``class_ids`` are dropped.
+    ``by_index``: project class id by model class index (:func:`class_map`); else ``class_ids``:
+    project class id by name; without either the class ids are the model's indices. Detections
+    of classes missing from the mapping are dropped.
     """
-    if class_ids is None:
+    if by_index is None and class_ids is None:
         ids = raw.classes.copy()
         keep = np.ones(len(raw), dtype=bool)
     else:
-        mapped = [class_ids.get(raw.names[c]) for c in raw.classes]
+        if by_index is None:
+            by_index = {k: class_ids[name] for k, name in enumerate(raw.names) if name in class_ids}
+        mapped = [by_index.get(int(c)) for c in raw.classes]
         keep = np.array([m is not None for m in mapped], dtype=bool)
         ids = np.array([m for m in mapped if m is not None], dtype=np.int64)
     n = int(keep.sum())
@@ -177,6 +189,46 @@ def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, 
         mask=masks,
         data={"source": np.full(n, source, dtype=object), "status": np.full(n, "proposed", dtype=object)},
     )
+
+
+def class_map(project: Project, names: tuple[str, ...], rec: RunRecord | None) -> dict[int, int]:
+    """Model class index -> project class id, for a model with class ``names`` trained by run ``rec``.
+
+    A run records the project class id of each model class (``RunRecord.class_ids``): that class
+    keeps its proposals when renamed later, and a class deleted since is left out (its detections
+    are dropped). A model class with no recorded id, a run recorded before ids were (or ``rec``
+    None, or a record whose ``class_names`` are not this model's) maps by name instead.
+    """
+    classes = project.classes()
+    alive = {c.id for c in classes}
+    by_name = {c.name: c.id for c in classes}
+    bound = rec.class_ids if rec is not None and tuple(rec.class_names) == tuple(names) else None
+    out = {}
+    for k, name in enumerate(names):
+        recorded = bound[k] if bound is not None and k < len(bound) else None
+        if recorded is None:
+            if name in by_name:
+                out[k] = by_name[name]
+        elif recorded in alive:
+            out[k] = recorded
+    return out
+
+
+def run_class_map(project: Project, run_id: str, names: tuple[str, ...]) -> dict[int, int]:
+    """:func:`class_map` for run ``run_id`` (a run without a record maps by name)."""
+    from train import jobs
+
+    try:
+        rec = jobs.get(project, run_id)
+    except NotFoundError:
+        rec = None
+    return class_map(project, names, rec)
+
+
+def class_colors(project: Project, run_id: str, names: tuple[str, ...]) -> dict[str, str]:
+    """``#RRGGBB`` by model class name: the colour of the project class it maps to (:func:`render`)."""
+    color = {c.id: c.color for c in project.classes()}
+    return {names[k]: color[cid] for k, cid in run_class_map(project, run_id, names).items()}
 
 
 # ----------------------------------------------------------------------- cache
@@ -214,10 +266,10 @@ def source_name(run_id: str) -> str:
 def predict_annotations(
     project: Project, run_id: str, image_rgb: np.ndarray, conf: float = 0.25, iou: float = 0.7, device: str = "auto"
 ) -> Annotations:
-    """A run as a proposer: its predictions on an image, class ids mapped to the project's by name."""
+    """A run as a proposer: its predictions on an image, class ids mapped to the project's (:func:`class_map`)."""
     pred = predictor_for(project, run_id, device)
     raw = pred.predict_raw(image_rgb, conf, iou)
-    return to_annotations(raw, {c.name: c.id for c in project.classes()}, source_name(run_id))
+    return to_annotations(raw, source=source_name(run_id), by_index=run_class_map(project, run_id, raw.names))
 
 
 # ---------------------------------------------------------------------- render

@@ -163,7 +163,8 @@ def as_dict(rec: RunRecord) -> dict[str, Any]:
         "id": rec.id, "status": rec.status, "reason": rec.reason, "notice": rec.notice, "task": rec.task,
         "model": rec.model, "settings": rec.settings.to_json(), "epoch": rec.epoch, "epochs": rec.epochs,
         "dataset_hash": rec.dataset_hash, "dataset_source": rec.dataset_source, "n_images": rec.n_images,
-        "class_names": list(rec.class_names), "best_weights": rec.best_weights,
+        "class_names": list(rec.class_names),
+        "class_ids": None if rec.class_ids is None else list(rec.class_ids), "best_weights": rec.best_weights,
         "metrics": short_metrics(rec.metrics), "wall_s": rec.wall_s, "created_at": rec.created_at,
         "started_at": rec.started_at, "finished_at": rec.finished_at, "run_dir": str(rec.run_dir),
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import InputError
-from data.store import Project
+from data.store import ClassRecord, Project
 from train import jobs
 from train.jobs import RunRecord
 from train.models import resolve_base_model, ultralytics_args
@@ -95,6 +95,7 @@ def _prepare_dataset(project: Project, rec: RunRecord) -> Path:
     if rec.resume and out.is_file():
         return out
     jobs.update(project, rec.id, phase="exporting")
+    classes = project.classes()  # what the snapshot exports: model class k is the k-th of these
     if rec.dataset_source:
         folder = Path(rec.dataset_source)
         content_hash = dataset_hash(folder)
@@ -118,9 +119,21 @@ def _prepare_dataset(project: Project, rec: RunRecord) -> Path:
     names = doc.get("names") or {}
     class_names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
     out.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    jobs.update(project, rec.id, dataset_hash=content_hash, n_images=n_images, class_names=class_names)
+    jobs.update(project, rec.id, dataset_hash=content_hash, n_images=n_images, class_names=class_names,
+                class_ids=bind_class_ids(project, class_names, classes))
     print(f"[defect-studio] dataset {folder} hash {content_hash[:12]} images {n_images}", flush=True)
     return out
+
+
+def bind_class_ids(project: Project, class_names: list[str], classes: list[ClassRecord]) -> list[int | None]:
+    """The project class id of each model class, by its name now, while the names still agree.
+
+    Recorded with the run, these ids let predictions follow a class renamed later. ``classes`` is
+    the project's list read before the export; a name it lacks (renamed during the export) is looked
+    up again, and one no project class has (a given dataset's own class) is None.
+    """
+    ids = {c.name: c.id for c in project.classes()} | {c.name: c.id for c in classes}
+    return [ids.get(name) for name in class_names]
 
 
 def dataset_hash(folder: Path) -> str:

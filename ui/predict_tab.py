@@ -18,7 +18,7 @@ import numpy as np
 from data.errors import InputError, StudioError
 from data.store import Project
 from train import jobs
-from train.predict import RAW_CONF, RAW_IOU, RawPrediction, predictor_for, refilter, render
+from train.predict import RAW_CONF, RAW_IOU, RawPrediction, class_colors, predictor_for, refilter, render
 from ui.errors import user_error
 
 DEFAULT_CONF = 0.25
@@ -55,8 +55,9 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img.astype(np.uint8, copy=False))
 
 
-def _colors(project: Project) -> dict[str, str]:
-    return {c.name: c.color for c in project.classes()}
+def _colors(project: Project, run_id: str, raw: RawPrediction) -> dict[str, str]:
+    """Each model class in the colour of the project class the run maps it to (renamed ones included)."""
+    return class_colors(project, run_id, raw.names)
 
 
 def info_md(raw: RawPrediction, counts: dict[str, int], rerun: bool) -> str:
@@ -77,7 +78,7 @@ def predict(project: Project, run_id: str | None, image: np.ndarray | None, conf
     raw = predictor_for(project, run_id, device).predict_raw(rgb, RAW_CONF, RAW_IOU)
     cached = Cached(run_id, rgb, raw)
     shown = refilter(raw, max(float(conf), raw.conf), min(float(iou), raw.iou))
-    r = render(rgb, shown, _colors(project))
+    r = render(rgb, shown, _colors(project, run_id, raw))
     return r.image, info_md(shown, r.counts, rerun=True), cached
 
 
@@ -92,7 +93,7 @@ def rerender(project: Project, cached: Cached | None, conf: float, iou: float,
     else:
         shown = predictor_for(project, cached.run_id, device).predict(cached.image, conf, iou, cached=cached.raw)
         cached, rerun = Cached(cached.run_id, cached.image, shown), True
-    r = render(cached.image, shown, _colors(project))
+    r = render(cached.image, shown, _colors(project, cached.run_id, cached.raw))
     return r.image, info_md(shown, r.counts, rerun), cached
 
 

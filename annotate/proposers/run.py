@@ -1,8 +1,9 @@
 """The fine-tuned model as a proposer: ``run:ID``, a training run of the project.
 
-It predicts the project's own classes (mapped by name) and, for a segmentation run, its own
-masks, which are kept (``keeps_masks``): label a few, train, propose on the rest, review,
-train again. Prediction lives in ``train.predict`` (imported lazily: importing the registry
+It predicts the project's own classes (mapped by the class ids the run recorded, so a class
+renamed since training keeps its proposals; by name for older runs) and, for a segmentation
+run, its own masks, which are kept (``keeps_masks``): label a few, train, propose on the rest,
+review, train again. Prediction lives in ``train.predict`` (imported lazily: importing the registry
 loads no model).
 """
 
@@ -24,8 +25,7 @@ def predict_run(project, run_id: str, image: np.ndarray, device: str) -> Annotat
     if hasattr(tp, "predict_annotations"):
         return tp.predict_annotations(project, run_id, image)
     raw = tp.predictor_for(project, run_id, device=device).predict_raw(image, conf=RUN_CONF)
-    ids = {c.name: c.id for c in project.classes()}
-    return tp.to_annotations(raw, class_ids=ids, source=f"run:{run_id}")
+    return tp.to_annotations(raw, source=f"run:{run_id}", by_index=tp.run_class_map(project, run_id, raw.names))
 
 
 class RunProposer(Proposer):

@@ -1,4 +1,5 @@
-"""Batch auto-label: storage, no duplicates, accepted never overwritten, resume, cancel, run:ID, CLI."""
+"""Batch auto-label: storage, no duplicates, accepted never overwritten, resume, cancel, run:ID (and its
+classes after a rename or delete), CLI."""
 
 from __future__ import annotations
 
@@ -143,6 +144,79 @@ def test_run_proposer_keeps_its_own_classes_and_masks(tmp_path, monkeypatch):
     assert rep.proposals_added == 2 and seg.keys == []  # a segmentation run's masks are kept
     ann = all_annotations(project)[0]
     assert ann.source[0] == "run:3" and ann.class_id[0] == stain and ann.mask[0].sum() == 200
+
+
+class TwoClassModel:
+    """A trained run's model at the ``train.predict.predictor_for`` seam: one chip and one stain per image."""
+
+    names = ("chip", "stain")
+
+    def predict_raw(self, image, conf=0.25, iou=0.7):
+        from train.predict import RawPrediction
+
+        masks = np.zeros((2, H, W), bool)
+        masks[0, 4:14, 4:20] = masks[1, 20:40, 30:50] = True
+        return RawPrediction(H, W, np.array([[4, 4, 20, 14], [30, 20, 50, 40]], np.float32),
+                             np.array([0.9, 0.8], np.float32), np.array([0, 1]), masks, self.names, conf, iou, 1.0)
+
+
+def _recorded_run(project, monkeypatch, class_ids):
+    """A succeeded run record (nothing trained) whose model is :class:`TwoClassModel`."""
+    import train.predict as tp
+    from train import jobs
+    from train.models import TrainSettings
+
+    monkeypatch.setattr(jobs, "start_next", lambda project: None)
+    monkeypatch.setattr(jobs, "_check_trainable", lambda project: None)
+    run_id = jobs.submit(project, TrainSettings(epochs=1, imgsz=64))
+    fields = {} if class_ids is None else {"class_ids": class_ids}
+    jobs.update(project, run_id, status="succeeded", class_names=list(TwoClassModel.names), **fields)
+    monkeypatch.setattr(tp, "predictor_for", lambda project, run_id, device="auto": TwoClassModel())
+    return run_id
+
+
+def _proposer(project, run_id):
+    from annotate.proposers.registry import create_proposer
+
+    return create_proposer(f"run:{run_id}", project=project, device="cpu")
+
+
+def _proposed_classes(project, run_id):
+    ann = _proposer(project, run_id).propose(np.zeros((H, W, 3), np.uint8), "k")
+    assert set(ann.source.tolist()) <= {f"run:{run_id}"} and set(ann.status.tolist()) <= {"proposed"}
+    return ann.class_id.tolist()
+
+
+def test_run_proposer_follows_a_class_renamed_after_training(tmp_path, monkeypatch):
+    project = make_project(tmp_path, n=1)
+    chip, stain = project.class_by_name("chip").id, project.class_by_name("stain").id
+    run_id = _recorded_run(project, monkeypatch, [chip, stain])
+    project.update_class(stain, name="rust")
+    project.update_class(chip, name="stain")  # the model's "stain" name now belongs to another class
+    assert _proposed_classes(project, run_id) == [chip, stain]
+
+
+def test_run_proposer_drops_only_a_class_deleted_after_training(tmp_path, monkeypatch):
+    project = make_project(tmp_path, n=1)
+    chip, stain = project.class_by_name("chip").id, project.class_by_name("stain").id
+    run_id = _recorded_run(project, monkeypatch, [chip, stain])
+    project.delete_class(chip)
+    project.add_class("chip")  # a new class of the old name is not the class the model learnt
+    assert _proposed_classes(project, run_id) == [stain]
+    rep = al.autolabel(project, _proposer(project, run_id), InsetSegmenter(), min_score=0.25)
+    assert rep.proposals_added == 1 and all_annotations(project)[0].class_id.tolist() == [stain]
+
+
+def test_run_recorded_without_class_ids_still_maps_by_name(tmp_path, monkeypatch):
+    from train import jobs
+
+    project = make_project(tmp_path, n=1)
+    chip, stain = project.class_by_name("chip").id, project.class_by_name("stain").id
+    run_id = _recorded_run(project, monkeypatch, None)  # a record from before ids were stored
+    assert jobs.get(project, run_id).class_ids is None
+    assert _proposed_classes(project, run_id) == [chip, stain]
+    project.update_class(chip, name="crack")  # by name, a renamed class is not found
+    assert _proposed_classes(project, run_id) == [stain]
 
 
 def _args(**kw):

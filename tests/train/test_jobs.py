@@ -44,6 +44,7 @@ def test_train_end_to_end_registry_and_prediction(tiny_project: Project, tmp_pat
     rec = jobs.get(tiny_project, run_id)
     assert rec.status == "succeeded" and rec.reason is None
     assert rec.dataset_hash and rec.n_images["train"] > 0 and rec.class_names == ("chip", "stain")
+    assert rec.class_ids == tuple(c.id for c in tiny_project.classes())  # model class k -> project class id
     assert Path(rec.best_weights).is_file() and rec.run_dir in Path(rec.best_weights).parents
     assert "metrics/mAP50(M)" in rec.metrics and rec.wall_s > 0
     ep = runs.epochs(tiny_project, run_id)

@@ -1,4 +1,4 @@
-"""Fast checks of settings, presets, re-filtering and rendering (no training)."""
+"""Fast checks of settings, presets, re-filtering, class mapping and rendering (no training)."""
 
 from __future__ import annotations
 
@@ -68,6 +68,47 @@ def test_adapter_maps_classes_by_name_and_drops_unknown() -> None:
     ann = to_annotations(_raw(), {"stain": 7}, source="run:x")
     assert ann.class_id.tolist() == [7] and ann.source.tolist() == ["run:x"] and ann.status.tolist() == ["proposed"]
     assert ann.mask.shape == (1, 20, 20)
+
+
+def test_adapter_maps_classes_by_model_index() -> None:
+    ann = to_annotations(_raw(), {"chip": 1, "stain": 2}, source="run:x", by_index={1: 5})  # the index wins
+    assert ann.class_id.tolist() == [5] and ann.confidence.tolist() == pytest.approx([0.2])
+    assert to_annotations(_raw(), by_index={0: 3, 1: 4}).class_id.tolist() == [3, 3, 4]
+
+
+def _run_record(project, class_ids, class_names=("chip", "stain")):
+    from dataclasses import replace
+
+    from train import jobs
+
+    rec = jobs.RunRecord(
+        id="r", created_at=0.0, updated_at=0.0, task="segment", model="yolov8n-seg", settings=TrainSettings(),
+        status="succeeded", reason=None, notice=None, phase=None, pid=None, resume=False, cancel_requested=False,
+        epoch=1, epochs=1, batch_i=0, n_batches=0, eta_s=None, dataset_source=None, dataset_hash=None, n_images={},
+        class_names=tuple(class_names), best_weights=None, metrics={}, started_at=None, finished_at=None, wall_s=0.0,
+        folder=str(project.path("runs", "r")),
+    )
+    return replace(rec, class_ids=None if class_ids is None else tuple(class_ids))
+
+
+def test_class_map_follows_recorded_ids_through_renames_and_deletes(tmp_path) -> None:
+    from data.store import Project
+    from train.predict import class_map
+
+    project = Project.create(tmp_path / "p", ["chip", "stain"])
+    chip, stain = project.class_by_name("chip").id, project.class_by_name("stain").id
+    names = ("chip", "stain")
+    rec = _run_record(project, [chip, stain])
+    project.update_class(chip, name="crack")
+    assert class_map(project, names, rec) == {0: chip, 1: stain}  # renamed: still mapped
+    assert class_map(project, names, _run_record(project, None)) == {1: stain}  # old record: by name
+    assert class_map(project, names, None) == {1: stain}  # no record at all: by name
+    assert class_map(project, names, _run_record(project, [None, stain])) == {1: stain}  # unbound index: by name
+    other = project.add_class("chip")
+    assert class_map(project, names, _run_record(project, [None, stain])) == {0: other.id, 1: stain}
+    assert class_map(project, ("a", "b", "c"), rec) == {}  # a record of another model's classes is not used
+    project.delete_class(chip)
+    assert class_map(project, names, rec) == {1: stain}  # deleted: dropped, not re-bound by name to "chip"
 
 
 def test_render_draws_and_counts() -> None:

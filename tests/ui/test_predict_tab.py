@@ -78,3 +78,20 @@ def test_only_succeeded_runs_are_offered(project, monkeypatch):
     jobs.submit(project, TrainSettings(epochs=1, imgsz=160))  # still queued
     assert [v for _, v in predict_tab.run_choices(project)] == [ok]
     assert len(predict_tab.image_choices(project)) == 3
+
+
+def test_colours_follow_a_class_renamed_after_training(project, fake_model, monkeypatch):
+    monkeypatch.setattr(jobs, "start_next", lambda project: None)
+    monkeypatch.setattr(jobs, "_check_trainable", lambda project: None)
+    scratch, stain = project.class_by_name("scratch").id, project.class_by_name("stain").id
+    old = jobs.submit(project, TrainSettings(epochs=1, imgsz=160))
+    jobs.update(project, old, status="succeeded", class_names=["scratch", "stain"])  # recorded without ids
+    new = jobs.submit(project, TrainSettings(epochs=1, imgsz=160))
+    jobs.update(project, new, status="succeeded", class_names=["scratch", "stain"], class_ids=[scratch, stain])
+    project.update_class(scratch, name="crack", color="#FF0000")
+    raw = fake_model.predict_raw(np.zeros((60, 80, 3), np.uint8), 0.05, 0.9)
+    stain_color = project.get_class(stain).color
+    assert predict_tab._colors(project, new, raw) == {"scratch": "#FF0000", "stain": stain_color}
+    assert predict_tab._colors(project, old, raw) == {"stain": stain_color}  # by name: "scratch" is gone
+    shown, _, _ = predict_tab.predict(project, new, np.zeros((60, 80, 3), np.uint8), 0.25, 0.9)
+    assert (shown[2, 2] == (255, 0, 0)).all()  # the chip's box is drawn in the renamed class's colour
