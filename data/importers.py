@@ -10,6 +10,11 @@ Choices:
 - Names are kept relative to the source (``folder/sub/a.png``, ``archive.zip/x/a.png``),
   so equal names in different folders stay apart.
 - Zip members are read in memory; entries with ``..``, absolute paths or symlinks are refused.
+  A zip that holds labels (a COCO ``.json`` or a YOLO ``data.yaml``, e.g. this app's own
+  export) is unpacked into a temporary folder in the project's ``cache/`` and imported as
+  that folder would be, labels included (one top folder inside the zip is looked through).
+- A folder without ``data.yaml`` or ``annotations/instances_*.json`` imports each COCO
+  ``.json`` in it with the images it names; the images no JSON names import on their own.
 - Imported labels become ``accepted`` annotations with source ``import``; an image with
   at least one imported label becomes ``done``, any other image stays ``unlabeled`` (an
   image without labels is never assumed defect-free).
@@ -18,7 +23,11 @@ Choices:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import stat
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,12 +69,19 @@ class _Plan:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # class names to create, in order
+    scratch: Path | None = None  # where zips holding labels are unpacked
+    cleanup: contextlib.ExitStack | None = None  # removes what was unpacked once the import ends
 
 
 def import_sources(project: Project, sources: list[Path], progress: Progress | None = None) -> ImportReport:
-    plan = _Plan()
-    for src in sources:
-        _plan_source(Path(src), plan)
+    with contextlib.ExitStack() as cleanup:
+        plan = _Plan(scratch=project.path("cache"), cleanup=cleanup)
+        for src in sources:
+            _plan_source(Path(src), plan)
+        return _import_plan(project, plan, progress)
+
+
+def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> ImportReport:
     for name in plan.classes:
         if project.class_by_name(" ".join(name.split())) is None:
             project.add_class(name)
@@ -124,15 +140,7 @@ def _plan_source(src: Path, plan: _Plan) -> None:
     if not src.exists():
         plan.rejected.append((str(src), "not found."))
     elif src.is_dir():
-        yaml_path = yolo.find_data_yaml(src)
-        coco_files = sorted((src / "annotations").glob("instances_*.json"))
-        if yaml_path is not None:
-            _plan_yolo(yaml_path, plan)
-        elif coco_files:  # a COCO dataset folder (ours or COCO's own layout)
-            for path in coco_files:
-                _plan_coco(path, plan)
-        else:
-            _plan_folder(src, plan)
+        _plan_dir(src, plan)
     elif src.suffix.lower() == ".zip":
         _plan_zip(src, plan)
     elif src.suffix.lower() == ".json":
@@ -146,12 +154,34 @@ def _plan_source(src: Path, plan: _Plan) -> None:
                                         f"a COCO .json or a YOLO data.yaml."))
 
 
+def _dataset_layout(folder: Path) -> Path | list[Path] | None:
+    """The folder's data.yaml, or its ``annotations/instances_*.json`` files, or None."""
+    coco_files = sorted((folder / "annotations").glob("instances_*.json"))
+    return yolo.find_data_yaml(folder) or coco_files or None
+
+
+def _plan_dir(folder: Path, plan: _Plan) -> None:
+    layout = _dataset_layout(folder)
+    if isinstance(layout, Path):
+        _plan_yolo(layout, plan)
+    elif layout:  # a COCO dataset folder (ours or COCO's own layout)
+        for path in layout:
+            _plan_coco(path, plan)
+    else:
+        _plan_folder(folder, plan)
+
+
 def _plan_folder(folder: Path, plan: _Plan) -> None:
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
+    files = [p for p in sorted(folder.rglob("*"))
+             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    jsons = [p for p in files if p.suffix.lower() == ".json" and not p.is_symlink()]
+    named = set(jsons)  # the JSONs and the images they name are planned with their labels
+    for path in jsons:
+        named |= _plan_coco(path, plan)
+    for path in files:
+        name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
+        if path in named:
             continue
-        name = f"{folder.name}/{rel.as_posix()}"
         if path.is_symlink():
             plan.rejected.append((name, "symbolic link; not followed."))
         elif is_supported(path.name):
@@ -174,12 +204,20 @@ def _zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _is_label_file(member: str) -> bool:
+    name = PurePosixPath(member.replace("\\", "/")).name
+    return not name.startswith(".") and (name.lower().endswith(".json") or name in yolo.YAML_NAMES)
+
+
 def _plan_zip(path: Path, plan: _Plan) -> None:
     try:
         zf = zipfile.ZipFile(path)
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as err:
         plan.rejected.append((path.name, f"not a readable zip archive ({err})."))
+        return
+    if plan.cleanup is not None and any(_is_label_file(i.filename) for i in infos if not i.is_dir()):
+        _plan_zip_dataset(path, zf, infos, plan)
         return
     for info in sorted(infos, key=lambda i: i.filename):
         if info.is_dir():
@@ -194,6 +232,44 @@ def _plan_zip(path: Path, plan: _Plan) -> None:
             plan.skipped.append(name)
 
 
+def _plan_zip_dataset(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], plan: _Plan) -> None:
+    """Unpack a zip holding labels (refusing the same entries as above) and plan it as that folder."""
+    scratch = plan.scratch if plan.scratch is not None and plan.scratch.is_dir() else None
+    base = Path(plan.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="import-zip-", dir=scratch)))
+    needed = sum(i.file_size for i in infos if not i.is_dir())
+    if needed > shutil.disk_usage(base).free:
+        plan.rejected.append((path.name, f"needs {needed // 2**20} MiB to unpack, more than the free disk space."))
+        return
+    root = base / path.name  # YOLO images are then named "archive.zip/images/...", like other zip members
+    first = len(plan.rejected)
+    for info in sorted(infos, key=lambda i: i.filename):
+        if info.is_dir():
+            continue
+        name = f"{path.name}/{info.filename}"
+        problem = _zip_entry_problem(info)
+        target = root.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
+        if problem is None and root.resolve() not in target.resolve().parents:
+            problem = "path outside the archive's folder; refused."
+        if problem:
+            plan.rejected.append((name, problem))
+            continue
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:  # RuntimeError: encrypted member
+            target.unlink(missing_ok=True)
+            plan.rejected.append((name, f"cannot read this archive member ({err})."))
+    if not root.is_dir():
+        return
+    inner = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+    if _dataset_layout(root) is None and len(inner) == 1 and inner[0].is_dir() and _dataset_layout(inner[0]):
+        root = inner[0]  # the dataset folder itself was zipped
+    _plan_dir(root, plan)
+    # reasons name the zip, not the temporary folder it was unpacked in
+    plan.rejected[first:] = [(n, r.replace(f"{base}{os.sep}", "")) for n, r in plan.rejected[first:]]
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     try:
         return zf.read(info)
@@ -201,12 +277,14 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
         raise InputError(f"cannot read this archive member ({err}).") from err
 
 
-def _plan_coco(path: Path, plan: _Plan) -> None:
+def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
+    """Plan the images a COCO JSON names, with their labels; returns their files."""
+    found_files: set[Path] = set()
     try:
         doc = coco.read_coco(path)
     except InputError as err:
         plan.rejected.append((path.name, str(err)))
-        return
+        return found_files
     plan.classes.extend(doc.categories.values())
     base = path.parent
     for im in sorted(doc.images, key=lambda im: str(im["file_name"])):
@@ -218,6 +296,8 @@ def _plan_coco(path: Path, plan: _Plan) -> None:
             continue
         anns = doc.annotations_by_image.get(im["id"], [])
         plan.items.append(_Planned(file_name, lambda p=found: p, _coco_labels(file_name, im, anns, doc.categories)))
+        found_files.add(found)
+    return found_files
 
 
 def _find_coco_image(json_path: Path, file_name: str) -> Path | None:

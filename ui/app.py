@@ -146,7 +146,8 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                                                  interactive=False, max_height=420)
                     with gr.Column(scale=2):
                         gr.Markdown("### Import")
-                        upload = gr.File(label="Images, a zip, a COCO JSON with its images, or a YOLO dataset as a server folder (--import-dir)",
+                        upload = gr.File(label="Images, a zip (a COCO or YOLO dataset zip, e.g. an export, brings its "
+                                               "labels), a COCO JSON with its images, or a server folder (--import-dir)",
                                          file_count="multiple")
                         import_btn = gr.Button("Import uploaded files", variant="primary")
                         dir_btn = gr.Button(f"Import server folder {import_dir}", visible=import_dir is not None)

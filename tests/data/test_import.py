@@ -80,6 +80,37 @@ def test_zip_refuses_unsafe_entries(tmp_path, empty, entry, reason):
     assert all(p.startswith("proj/images/") for p in written)  # nothing written outside the project
 
 
+@pytest.mark.parametrize(
+    "entry, reason",
+    [("../evil.png", "'..'"), ("/etc/evil.png", "absolute path"), ("link.png", "symbolic link")],
+    ids=["dotdot", "absolute", "symlink"],
+)
+def test_zip_with_labels_is_unpacked_safely(tmp_path, empty, entry, reason):
+    """A zip holding a data.yaml is unpacked to import its labels: the same entries are refused."""
+    zpath = _zip_with(tmp_path / "ds.zip", [
+        ("data.yaml", b"names: [chip]\n", False),
+        ("images/a.png", png_bytes(random_rgb(5)), False),
+        ("labels/a.txt", b"0 0.5 0.5 0.25 0.5\n", False),
+        (entry, b"/etc/passwd" if entry == "link.png" else png_bytes(random_rgb(6)), entry == "link.png"),
+    ])
+    rep = import_sources(empty, [zpath])
+    assert rep.imported == 1 and rep.annotations_added == 1
+    assert [(im.name, im.status) for im in empty.images()] == [("ds.zip/images/a.png", "done")]
+    assert reason in _reasons(rep)[f"ds.zip/{entry}"]
+    written = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert all(p == "ds.zip" or p.startswith("proj/") for p in written)  # nothing written outside the project
+    assert not list((empty.root / "cache").iterdir())  # the unpacked copy is gone
+
+
+def test_folder_with_a_coco_json_imports_its_labels_and_the_other_images(tmp_path, empty):
+    path = _coco(tmp_path, [{"id": 1, "image_id": 1, "segmentation": [GOOD_POLY], "category_id": 7}])
+    (path.parent / "images" / "other.png").write_bytes(png_bytes(random_rgb(40)))  # named by no JSON
+    rep = import_sources(empty, [path.parent])
+    assert rep.imported == 3 and rep.annotations_added == 1 and not rep.rejected
+    assert {im.name: im.status for im in empty.images()} == {
+        "im0.png": "done", "im1.png": "unlabeled", "coco/images/other.png": "unlabeled"}
+
+
 def _coco(tmp_path: Path, annotations: list[dict], n_images: int = 2) -> Path:
     root = tmp_path / "coco"
     (root / "images").mkdir(parents=True)
