@@ -53,7 +53,11 @@ previous mask least, competes with GrabCut's result (the better object by the fi
 objectness goes first); when no threshold obeys every click (most later clicks on textured parts)
 GrabCut's result stands. On grey images a later click is then monotone: a positive click only adds
 to the previous mask and a negative one only removes from it (what the user did not click on stays
-as it was). Every candidate is finally made to obey every click.
+as it was). Every candidate is finally made to obey every click. Two readings follow that:
+a negative click in a lobe that a narrow neck joins to the positive clicks (a first mask leaked
+into the part's edge or the backdrop) removes the whole lobe, not only what is near the click;
+on grey images a positive click on a thin mask (a crack or scratch covered in part) offers the
+thin structure through the click joined to the mask, ranked against the rest by objectness.
 
 On colour images the first click's mask is re-cut by the box path from its own bounding box: the
 windows locate the object, the tight box segments it.
@@ -98,6 +102,10 @@ _MAX_CLICK_FRAC = 0.05
 _THIN_WINDOW = 64
 _THIN_KERNEL = 9
 _THIN_WIDTH = 4.0
+# A later positive click on a thin mask: the thin reading through it joins the mask within this (px).
+_THIN_JOIN = 3
+# A negative click: necks up to this half-width (px) are cut.
+_NECK_MAX = 12
 # Box GrabCut on colour images: the whole image downscaled to this longer side, these iterations,
 # then a band this wide (full-resolution pixels) along the edge re-decided at full size.
 _GC_SIDE = 450
@@ -420,10 +428,26 @@ def segment(
         base = prev if has_prev else np.zeros((h, w), bool)
         return _honour_clicks([base], [0.0], pos, neg, prompt)
     if has_prev:
+        last = int(prompt.labels[-1])
         masks, scores = _refine(gray, bgr, prev, pos, neg, pts[-1])
         if bgr is None:
             masks, scores = _threshold_refine(gray, prev, pos, neg, masks, scores)
-            masks = _monotone(masks, prev, int(prompt.labels[-1]))
+            masks = _monotone(masks, prev, last)
+        masks, scores = _honour_clicks(masks, scores, pos, neg, prompt)
+        if last == 0:
+            lobe = _neck_lobe(prev, pos, pts[-1])
+            if lobe is not None:
+                masks = [_pick_components(m & ~lobe, _int_points(pos, h, w)) for m in masks]
+        elif bgr is None:
+            joined = _thin_join(gray, prev, pts[-1])
+            if joined is not None:
+                joined = _honour_clicks([joined], [1.0], pos, neg, prompt)[0][0]
+                # Two readings of the click: the one that looks more like an object goes first.
+                if masks[0].any() and _objectness(gray, masks[0]) > _objectness(gray, joined):
+                    masks, scores = masks[:1] + [joined], [1.0, 0.9]
+                else:
+                    masks, scores = [joined] + masks[:1], [1.0, 0.9]
+        return masks, scores
     elif bgr is not None:
         masks, scores = _colour_first_click(bgr, pos, neg)
         if not masks:
@@ -622,16 +646,75 @@ def _thin_candidate(gray: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
     r8 = np.clip(resp * (255.0 / max(float(resp.max()), 1e-3)), 0, 255).astype(np.uint8)
     _, bw = cv2.threshold(r8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     m = _near_one_click(bw.astype(bool), x - x0, y - y0, 2)
-    if m is None:
-        return None
-    ys, xs = np.nonzero(m)
-    length = float(np.hypot(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
-    area = float(len(ys))
-    if length < 20 or area / length > _THIN_WIDTH:
+    if m is None or not _is_thin(m):
         return None
     full = np.zeros((h, w), bool)
     full[y0:y1, x0:x1] = m
     return full
+
+
+def _is_thin(m: np.ndarray) -> bool:
+    """Whether ``m`` is long and thin: at least 20 px long, at most ``_THIN_WIDTH`` px wide on average."""
+    ys, xs = np.nonzero(m)
+    if len(ys) == 0:
+        return False
+    length = float(np.hypot(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
+    return length >= 20 and len(ys) / length <= _THIN_WIDTH
+
+
+def _thin_join(gray: np.ndarray, prev: np.ndarray, click: np.ndarray) -> np.ndarray | None:
+    """A positive click on a thin mask: the mask joined with the thin structure through the click.
+
+    Along a crack or scratch the next click lands on the part the mask missed; GrabCut and the
+    threshold windows read it as a blob. The thin reading through the click (the first click's thin
+    candidate) extends the mask when it touches it; None otherwise (or when the mask is not thin).
+    """
+    if not _is_thin(prev):
+        return None
+    thin = _thin_candidate(gray, np.asarray(click, np.float32).reshape(1, 2))
+    k = np.ones((2 * _THIN_JOIN + 1, 2 * _THIN_JOIN + 1), np.uint8)
+    if thin is None or not (thin & cv2.dilate(prev.astype(np.uint8), k).astype(bool)).any():
+        return None
+    return prev | thin
+
+
+def _neck_lobe(prev: np.ndarray, pos: np.ndarray, click: np.ndarray) -> np.ndarray | None:
+    """The lobe of ``prev`` a negative click sits in, when a narrow neck joins it to the positives.
+
+    A first mask often leaks through a narrow gap into the part's edge or the backdrop; the user's
+    negative click lands in the leak, and removing only what is near the click leaves the rest of
+    it. Opening ``prev`` with growing discs (up to the click's own depth inside it) finds the
+    smallest neck that separates the click from every positive click; the lobe beyond it goes,
+    however large (the clicks say which side is the object). None when no neck does (the click
+    sits in the object itself).
+    """
+    h, w = prev.shape
+    if len(pos) == 0:
+        return None
+    x, y = _int_points(np.asarray(click, np.float32).reshape(1, 2), h, w)[0]
+    if not prev[y, x]:
+        return None
+    p8 = prev.astype(np.uint8)
+    ys, xs = np.nonzero(prev)
+    pad = _NECK_MAX + 2
+    y0, y1, x0, x1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1), max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
+    pc = p8[y0:y1, x0:x1]
+    depth = cv2.distanceTransform(np.pad(pc, 1), cv2.DIST_L2, 3)[1:-1, 1:-1][y - y0, x - x0]
+    pts = _int_points(pos, h, w) - [x0, y0]
+    for r in range(1, min(_NECK_MAX, int(depth)) + 1):
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        _, labels = cv2.connectedComponents(cv2.morphologyEx(pc, cv2.MORPH_OPEN, disc), connectivity=8)
+        mine = labels[y - y0, x - x0]
+        theirs = {int(labels[py, px]) for px, py in pts}
+        if mine == 0 or not theirs - {0}:
+            return None
+        if mine in theirs:
+            continue
+        grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 3, 2 * r + 3))
+        lobe = np.zeros((h, w), bool)
+        lobe[y0:y1, x0:x1] = cv2.dilate((labels == mine).astype(np.uint8), grow).astype(bool) & pc.astype(bool)
+        return lobe
+    return None
 
 
 def _near_one_click(m: np.ndarray, x: int, y: int, r: int) -> np.ndarray | None:

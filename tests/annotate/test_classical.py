@@ -179,3 +179,41 @@ def test_objectness_of_an_empty_mask_is_zero():
     from annotate.segmenters.classical import _objectness
 
     assert _objectness(np.zeros((20, 30), np.float32), np.zeros((20, 30), bool)) == 0.0
+
+
+def test_a_negative_click_in_a_leak_removes_the_lobe_beyond_its_neck():
+    """A first mask leaked through a narrow gap: one negative click in the leak removes all of it."""
+    rgb, gt = blob_image(240, 360, 120, 120, 30, dark=True)
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    prev = gt.copy()
+    prev[117:123, 150:220] = True  # a 6-px neck ...
+    prev[60:200, 220:330] = True  # ... into a large lobe on the backdrop
+    out = seg.predict("k", Prompt.make([[120, 120], [290, 80]], [1, 0], prev_mask=prev)).masks
+    assert not out[0][60:200, 240:330].any()  # far parts of the lobe too, not only near the click
+    assert mask_iou(out[0], gt) > 0.85
+
+
+def test_neck_lobe_keeps_the_object_when_no_neck_separates_the_click():
+    from annotate.segmenters.classical import _neck_lobe
+
+    m = np.zeros((100, 100), bool)
+    m[20:80, 20:80] = True
+    assert _neck_lobe(m, np.array([[30.0, 30.0]]), np.array([70.0, 70.0])) is None  # one convex blob
+    assert _neck_lobe(m, np.array([[30.0, 30.0]]), np.array([5.0, 5.0])) is None  # click outside
+    assert _neck_lobe(m, np.zeros((0, 2)), np.array([70.0, 70.0])) is None  # no positive click
+
+
+def test_a_positive_click_along_a_crack_extends_the_thin_mask():
+    """The next click on a crack whose mask covers only part of it follows the crack, not a blob."""
+    rgb, gt = _crack_image()
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    prev = gt.copy()
+    prev[:, 160:] = False  # the left half of the crack
+    ys, xs = np.nonzero(gt & ~prev)
+    i = len(xs) // 8  # a point on the missed half, close to the mask
+    click = [[float(xs[i]), float(ys[i])]]
+    out = seg.predict("k", Prompt.make([[100.0, 78.0]] + click, [1, 1], prev_mask=prev)).masks
+    assert mask_iou(out[0], gt) > mask_iou(prev, gt) + 0.1, (mask_iou(out[0], gt), mask_iou(prev, gt))
+    assert (out[0] & ~cv2.dilate(gt.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)).sum() < 50
