@@ -38,7 +38,8 @@ it covers: a defect is a small part of the part; masks over 5% of the image are 
 three distinct candidates of different sizes. A thin candidate goes before them: the black-hat
 (dark) or top-hat (bright) response in a window around the click, Otsu-thresholded, the component
 through the click, offered only when it is long and thin (a hair crack or scratch, which the
-threshold windows miss or swallow into the texture).
+threshold windows miss or swallow into the texture). One that passes within a few pixels of
+the click, not through it (a hairline is hard to hit), is ranked with the windows' masks instead.
 
 Later clicks (a previous mask is given): GrabCut in mask mode on a small crop around the
 previous mask and the clicks (downscaled to ~112 px so a click stays in tens of ms), initialised
@@ -102,6 +103,8 @@ _MAX_CLICK_FRAC = 0.05
 _THIN_WINDOW = 64
 _THIN_KERNEL = 9
 _THIN_WIDTH = 4.0
+# First click: a thin structure this close (px) to the click, not through it, is a ranked candidate.
+_THIN_REACH = 12
 # A later positive click on a thin mask: the thin reading through it joins the mask within this (px).
 _THIN_JOIN = 3
 # A negative click: necks up to this half-width (px) are cut.
@@ -611,6 +614,12 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
         if box == (0, 0, w, h):
             break
     thin = _thin_candidate(gray, pos)
+    if thin is None:
+        # A hairline is hard to hit: one that passes near the click (not through it) is a reading
+        # too, ranked with the windows' blobs by objectness rather than put first.
+        near = _thin_candidate(gray, pos, reach=_THIN_REACH)
+        if near is not None:
+            found.append((_objectness(gray, near), near))
     if not found and thin is None:
         m = fallback if fallback is not None else np.zeros((h, w), bool)
         return [m], [0.0]
@@ -629,10 +638,11 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
     return [m for _, m in out], [sc / top for sc, _ in out]
 
 
-def _thin_candidate(gray: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
+def _thin_candidate(gray: np.ndarray, pos: np.ndarray, reach: int = 2) -> np.ndarray | None:
     """A hair-thin crack or scratch through the click: black-hat (or top-hat) response, Otsu.
 
-    Only offered when the component through the click is long and thin; blobs are the windows' job.
+    Only offered when the component through the click (within ``reach`` px of it) is long and
+    thin; blobs are the windows' job.
     """
     h, w = gray.shape
     x, y = _int_points(pos[:1], h, w)[0]
@@ -645,7 +655,7 @@ def _thin_candidate(gray: np.ndarray, pos: np.ndarray) -> np.ndarray | None:
     resp = cv2.morphologyEx(crop, op, k)
     r8 = np.clip(resp * (255.0 / max(float(resp.max()), 1e-3)), 0, 255).astype(np.uint8)
     _, bw = cv2.threshold(r8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    m = _near_one_click(bw.astype(bool), x - x0, y - y0, 2)
+    m = _near_one_click(bw.astype(bool), x - x0, y - y0, reach)
     if m is None or not _is_thin(m):
         return None
     full = np.zeros((h, w), bool)

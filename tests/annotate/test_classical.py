@@ -217,3 +217,16 @@ def test_a_positive_click_along_a_crack_extends_the_thin_mask():
     out = seg.predict("k", Prompt.make([[100.0, 78.0]] + click, [1, 1], prev_mask=prev)).masks
     assert mask_iou(out[0], gt) > mask_iou(prev, gt) + 0.1, (mask_iou(out[0], gt), mask_iou(prev, gt))
     assert (out[0] & ~cv2.dilate(gt.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)).sum() < 50
+
+
+def test_a_click_beside_a_hairline_offers_the_hairline():
+    """A 2-px crack is hard to hit: a click 6 px beside it still offers the crack as a candidate."""
+    rgb, gt = _crack_image()
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    # (160, 120) is on the line from (60, 50) to (260, 190); step 6 px off it, across the line
+    normal = np.array([140.0, -200.0]) / np.hypot(140.0, 200.0)
+    x, y = np.array([160.0, 120.0]) + 6 * normal
+    assert not gt[int(round(y)), int(round(x))]
+    masks = seg.predict("k", Prompt.make([[x, y]])).masks
+    assert max(mask_iou(m, gt) for m in masks) > 0.5, [mask_iou(m, gt) for m in masks]
