@@ -38,8 +38,9 @@ it covers: a defect is a small part of the part; masks over 5% of the image are 
 three distinct candidates of different sizes. A thin candidate goes before them: the black-hat
 (dark) or top-hat (bright) response in a window around the click, Otsu-thresholded, the component
 through the click, offered only when it is long and thin (a hair crack or scratch, which the
-threshold windows miss or swallow into the texture). One that passes within a few pixels of
-the click, not through it (a hairline is hard to hit), is ranked with the windows' masks instead.
+threshold windows miss or swallow into the texture). Less sure thin readings (a wider one through
+the click, or one that passes within a few pixels of it: a hairline is hard to hit) are ranked
+with the windows' masks instead.
 
 Later clicks (a previous mask is given): GrabCut in mask mode on a small crop around the
 previous mask and the clicks (downscaled to ~112 px so a click stays in tens of ms), initialised
@@ -103,7 +104,9 @@ _MAX_CLICK_FRAC = 0.05
 _THIN_WINDOW = 64
 _THIN_KERNEL = 9
 _THIN_WIDTH = 4.0
-# First click: a thin structure this close (px) to the click, not through it, is a ranked candidate.
+# Thin readings that are ranked by objectness instead of going first (and later clicks' joins) may
+# be this wide (px); a thin structure this close (px) to the first click, not through it, is one.
+_THIN_WIDTH_RANKED = 6.0
 _THIN_REACH = 12
 # A later positive click on a thin mask: the thin reading through it joins the mask within this (px).
 _THIN_JOIN = 3
@@ -615,11 +618,14 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
             break
     thin = _thin_candidate(gray, pos)
     if thin is None:
-        # A hairline is hard to hit: one that passes near the click (not through it) is a reading
-        # too, ranked with the windows' blobs by objectness rather than put first.
-        near = _thin_candidate(gray, pos, reach=_THIN_REACH)
-        if near is not None:
-            found.append((_objectness(gray, near), near))
+        # Less sure thin readings are ranked with the windows' blobs by objectness rather than put
+        # first: a wider one through the click (a scratch, or a narrow blob), else a hairline that
+        # passes near the click, not through it (a hairline is hard to hit).
+        other = _thin_candidate(gray, pos, width=_THIN_WIDTH_RANKED)
+        if other is None:
+            other = _thin_candidate(gray, pos, reach=_THIN_REACH)
+        if other is not None:
+            found.append((_objectness(gray, other), other))
     if not found and thin is None:
         m = fallback if fallback is not None else np.zeros((h, w), bool)
         return [m], [0.0]
@@ -638,11 +644,13 @@ def _segment_points(gray: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
     return [m for _, m in out], [sc / top for sc, _ in out]
 
 
-def _thin_candidate(gray: np.ndarray, pos: np.ndarray, reach: int = 2) -> np.ndarray | None:
+def _thin_candidate(
+    gray: np.ndarray, pos: np.ndarray, reach: int = 2, width: float = _THIN_WIDTH
+) -> np.ndarray | None:
     """A hair-thin crack or scratch through the click: black-hat (or top-hat) response, Otsu.
 
     Only offered when the component through the click (within ``reach`` px of it) is long and
-    thin; blobs are the windows' job.
+    thin (at most ``width`` px wide on average); blobs are the windows' job.
     """
     h, w = gray.shape
     x, y = _int_points(pos[:1], h, w)[0]
@@ -656,20 +664,20 @@ def _thin_candidate(gray: np.ndarray, pos: np.ndarray, reach: int = 2) -> np.nda
     r8 = np.clip(resp * (255.0 / max(float(resp.max()), 1e-3)), 0, 255).astype(np.uint8)
     _, bw = cv2.threshold(r8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     m = _near_one_click(bw.astype(bool), x - x0, y - y0, reach)
-    if m is None or not _is_thin(m):
+    if m is None or not _is_thin(m, width):
         return None
     full = np.zeros((h, w), bool)
     full[y0:y1, x0:x1] = m
     return full
 
 
-def _is_thin(m: np.ndarray) -> bool:
-    """Whether ``m`` is long and thin: at least 20 px long, at most ``_THIN_WIDTH`` px wide on average."""
+def _is_thin(m: np.ndarray, width: float = _THIN_WIDTH) -> bool:
+    """Whether ``m`` is long and thin: at least 20 px long, at most ``width`` px wide on average."""
     ys, xs = np.nonzero(m)
     if len(ys) == 0:
         return False
     length = float(np.hypot(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))
-    return length >= 20 and len(ys) / length <= _THIN_WIDTH
+    return length >= 20 and len(ys) / length <= width
 
 
 def _thin_join(gray: np.ndarray, prev: np.ndarray, click: np.ndarray) -> np.ndarray | None:
@@ -681,7 +689,7 @@ def _thin_join(gray: np.ndarray, prev: np.ndarray, click: np.ndarray) -> np.ndar
     """
     if not _is_thin(prev):
         return None
-    thin = _thin_candidate(gray, np.asarray(click, np.float32).reshape(1, 2))
+    thin = _thin_candidate(gray, np.asarray(click, np.float32).reshape(1, 2), width=_THIN_WIDTH_RANKED)
     k = np.ones((2 * _THIN_JOIN + 1, 2 * _THIN_JOIN + 1), np.uint8)
     if thin is None or not (thin & cv2.dilate(prev.astype(np.uint8), k).astype(bool)).any():
         return None

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
-
-
-def realdata_dir() -> Path:
-    env = os.environ.get("DEFECT_STUDIO_REALDATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
 
 
 def blob_image(h: int, w: int, cx: int, cy: int, r: int, seed: int = 0, dark: bool = True) -> tuple[np.ndarray, np.ndarray]:

@@ -230,3 +230,4 @@ def test_a_click_beside_a_hairline_offers_the_hairline():
     assert not gt[int(round(y)), int(round(x))]
     masks = seg.predict("k", Prompt.make([[x, y]])).masks
     assert max(mask_iou(m, gt) for m in masks) > 0.5, [mask_iou(m, gt) for m in masks]
+
