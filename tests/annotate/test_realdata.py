@@ -26,4 +26,4 @@ def test_classical_on_real_defects_box_and_five_clicks(realdata):
             by_class.setdefault(cls, []).append(five[-1])
     assert len(box) == 55
     assert np.mean(box) >= 0.72, np.mean(box)
-    assert np.mean(five) >= 0.72, {c: round(float(np.mean(v)), 3) for c, v in by_class.items()}
+    assert np.mean(five) >= 0.73, {c: round(float(np.mean(v)), 3) for c, v in by_class.items()}
