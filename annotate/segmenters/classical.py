@@ -714,11 +714,13 @@ def _neck_lobe(prev: np.ndarray, pos: np.ndarray, click: np.ndarray) -> np.ndarr
         return None
     p8 = prev.astype(np.uint8)
     ys, xs = np.nonzero(prev)
+    pts = _int_points(pos, h, w)  # a positive click may lie outside the mask (an edited one)
     pad = _NECK_MAX + 2
-    y0, y1, x0, x1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1), max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
+    y0, y1 = max(0, min(ys.min(), pts[:, 1].min()) - pad), min(h, max(ys.max(), pts[:, 1].max()) + pad + 1)
+    x0, x1 = max(0, min(xs.min(), pts[:, 0].min()) - pad), min(w, max(xs.max(), pts[:, 0].max()) + pad + 1)
     pc = p8[y0:y1, x0:x1]
     depth = cv2.distanceTransform(np.pad(pc, 1), cv2.DIST_L2, 3)[1:-1, 1:-1][y - y0, x - x0]
-    pts = _int_points(pos, h, w) - [x0, y0]
+    pts = pts - [x0, y0]
     for r in range(1, min(_NECK_MAX, int(depth)) + 1):
         disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
         _, labels = cv2.connectedComponents(cv2.morphologyEx(pc, cv2.MORPH_OPEN, disc), connectivity=8)

@@ -231,3 +231,16 @@ def test_a_click_beside_a_hairline_offers_the_hairline():
     masks = seg.predict("k", Prompt.make([[x, y]])).masks
     assert max(mask_iou(m, gt) for m in masks) > 0.5, [mask_iou(m, gt) for m in masks]
 
+
+
+def test_neck_lobe_with_a_positive_click_outside_the_mask():
+    """The previous mask may be an edited one that no longer holds every positive click."""
+    from annotate.segmenters.classical import _neck_lobe
+
+    m = np.zeros((300, 300), bool)
+    m[20:60, 20:60] = True
+    m[38:42, 60:100] = True  # neck
+    m[20:60, 100:140] = True  # lobe
+    assert _neck_lobe(m, np.array([[250.0, 250.0]]), np.array([120.0, 40.0])) is None  # far outside: no crash
+    lobe = _neck_lobe(m, np.array([[40.0, 40.0], [250.0, 250.0]]), np.array([120.0, 40.0]))
+    assert lobe is not None and lobe[40, 120] and not lobe[40, 40]
