@@ -59,7 +59,9 @@ as it was). Every candidate is finally made to obey every click. Two readings fo
 a negative click in a lobe that a narrow neck joins to the positive clicks (a first mask leaked
 into the part's edge or the backdrop) removes the whole lobe, not only what is near the click;
 on grey images a positive click on a thin mask (a crack or scratch covered in part) offers the
-thin structure through the click joined to the mask, ranked against the rest by objectness.
+thin structure through the click joined to the mask, ranked against the rest by objectness; and
+a grey-image click within a couple of pixels of the previous mask's edge (the edge is off there)
+offers the change kept to a small disc around the click, ranked the same way.
 
 On colour images the first click's mask is re-cut by the box path from its own bounding box: the
 windows locate the object, the tight box segments it.
@@ -112,6 +114,11 @@ _THIN_REACH = 12
 _THIN_JOIN = 3
 # A negative click: necks up to this half-width (px) are cut.
 _NECK_MAX = 12
+# Grey images, a later click this close (px) to the previous mask's edge: the change kept to a disc of
+# radius max(_EDGE_RADIUS_MIN, _EDGE_RADIUS * distance) around it is a candidate.
+_EDGE_CLICK = 2.5
+_EDGE_RADIUS = 3.0
+_EDGE_RADIUS_MIN = 4
 # Box GrabCut on colour images: the whole image downscaled to this longer side, these iterations,
 # then a band this wide (full-resolution pixels) along the edge re-decided at full size.
 _GC_SIDE = 450
@@ -453,6 +460,8 @@ def segment(
                     masks, scores = masks[:1] + [joined], [1.0, 0.9]
                 else:
                     masks, scores = [joined] + masks[:1], [1.0, 0.9]
+        if bgr is None:
+            masks, scores = _edge_click(gray, prev, pos, pts[-1], masks, scores)
         return masks, scores
     elif bgr is not None:
         masks, scores = _colour_first_click(bgr, pos, neg)
@@ -694,6 +703,35 @@ def _thin_join(gray: np.ndarray, prev: np.ndarray, click: np.ndarray) -> np.ndar
     if thin is None or not (thin & cv2.dilate(prev.astype(np.uint8), k).astype(bool)).any():
         return None
     return prev | thin
+
+
+def _edge_click(
+    gray: np.ndarray, prev: np.ndarray, pos: np.ndarray, click: np.ndarray, masks: list[np.ndarray],
+    scores: list[float],
+) -> tuple[list[np.ndarray], list[float]]:
+    """A click a pixel or two from the previous mask's edge: the edge is off there, not everywhere.
+
+    Such a click sits in a thin error band along the boundary, yet a refinement may move far
+    more of the boundary than the band. The change kept to a disc around the click (radius a few
+    times the click's distance to the edge) competes with the whole change by objectness.
+    """
+    h, w = prev.shape
+    x, y = _int_points(np.asarray(click, np.float32).reshape(1, 2), h, w)[0]
+    d = _boundary_distance(prev, x, y)
+    if d > _EDGE_CLICK or not masks[0].any():
+        return masks, scores
+    near = np.zeros((h, w), np.uint8)
+    cv2.circle(near, (int(x), int(y)), int(max(_EDGE_RADIUS_MIN, _EDGE_RADIUS * d)), 1, -1)
+    near = near.astype(bool)
+    local = prev.copy()
+    local[near] = masks[0][near]
+    if len(pos):
+        local = _pick_components(local, _int_points(pos, h, w))
+    if not local.any():
+        return masks, scores
+    if _objectness(gray, local) > _objectness(gray, masks[0]):
+        return [local] + masks[:1], [1.0, 0.9]
+    return masks[:1] + [local], [1.0, 0.9]
 
 
 def _neck_lobe(prev: np.ndarray, pos: np.ndarray, click: np.ndarray) -> np.ndarray | None:

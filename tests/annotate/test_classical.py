@@ -244,3 +244,21 @@ def test_neck_lobe_with_a_positive_click_outside_the_mask():
     assert _neck_lobe(m, np.array([[250.0, 250.0]]), np.array([120.0, 40.0])) is None  # far outside: no crash
     lobe = _neck_lobe(m, np.array([[40.0, 40.0], [250.0, 250.0]]), np.array([120.0, 40.0]))
     assert lobe is not None and lobe[40, 120] and not lobe[40, 40]
+
+
+def test_edge_click_offers_the_change_kept_near_the_click():
+    """A click 1 px outside the mask's edge: a candidate changes only a small disc around it."""
+    from annotate.segmenters.classical import _edge_click
+
+    gray = np.full((120, 120), 150, np.float32)
+    gray[30:90, 30:90] = 80  # a dark square defect
+    prev = np.zeros((120, 120), bool)
+    prev[31:89, 31:89] = True  # one pixel short all round
+    whole = np.zeros_like(prev)
+    whole[10:110, 10:110] = True  # a refinement that leaked far beyond the click
+    masks, _ = _edge_click(gray, prev, np.array([[60.0, 60.0], [60.0, 30.0]]), np.array([60.0, 30.0]), [whole], [1.0])
+    local = next(m for m in masks if not m[100, 100])
+    assert local[30, 60] and (local ^ prev).sum() < 100  # the click's neighbourhood only
+    assert masks[0] is local  # the square's own edge scores higher than the leak's
+    far, _ = _edge_click(gray, prev, np.array([[60.0, 60.0], [60.0, 10.0]]), np.array([60.0, 10.0]), [whole], [1.0])
+    assert len(far) == 1  # 20 px from the edge: not an edge click

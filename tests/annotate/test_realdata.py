@@ -1,7 +1,7 @@
 """The weight-free segmenter on the real defect photographs (read in place; skipped without them).
 
 Regression guards a little under the figures ``python app.py bench clicks`` reports on these 55
-instances (box mIoU 0.729, mIoU after 5 clicks 0.741); the benchmark is the measurement.
+instances (box mIoU 0.729, mIoU after 5 clicks 0.752); the benchmark is the measurement.
 """
 
 from __future__ import annotations
@@ -26,4 +26,4 @@ def test_classical_on_real_defects_box_and_five_clicks(realdata):
             by_class.setdefault(cls, []).append(five[-1])
     assert len(box) == 55
     assert np.mean(box) >= 0.72, np.mean(box)
-    assert np.mean(five) >= 0.73, {c: round(float(np.mean(v)), 3) for c, v in by_class.items()}
+    assert np.mean(five) >= 0.74, {c: round(float(np.mean(v)), 3) for c, v in by_class.items()}
