@@ -53,7 +53,7 @@ too: in windows growing around the previous mask and the positive clicks, the th
 that obeys every click (positives in, negatives out) and closes inside the window, changing the
 previous mask least, competes with GrabCut's result (the better object by the first click's
 objectness goes first); when no threshold obeys every click (most later clicks on textured parts)
-GrabCut's result stands. On grey images a later click is then monotone: a positive click only adds
+GrabCut's result stands. A later click is then monotone: a positive click only adds
 to the previous mask and a negative one only removes from it (what the user did not click on stays
 as it was). Every candidate is finally made to obey every click. Two readings follow that:
 a negative click in a lobe that a narrow neck joins to the positive clicks (a first mask leaked
@@ -445,7 +445,7 @@ def segment(
         masks, scores = _refine(gray, bgr, prev, pos, neg, pts[-1])
         if bgr is None:
             masks, scores = _threshold_refine(gray, prev, pos, neg, masks, scores)
-            masks = _monotone(masks, prev, last)
+        masks = _monotone(masks, prev, last)
         masks, scores = _honour_clicks(masks, scores, pos, neg, prompt)
         if last == 0:
             lobe = _neck_lobe(prev, pos, pts[-1])

@@ -148,9 +148,15 @@ def test_grey_refinement_obeys_clicks():
     assert max(mask_iou(m, gt) for m in pred.masks) > 0.8
 
 
-def test_grey_refinement_is_monotone_in_the_last_click():
-    """A positive click only adds to the previous mask; a negative one only removes."""
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_later_click_is_monotone_in_the_last_click(colour):
+    """A positive click only adds to the previous mask; a negative one only removes (grey and colour)."""
     rgb, gt = blob_image(240, 360, 200, 110, 30, dark=True)
+    if colour:  # a warm tint: the channels differ, so the colour (GrabCut) path runs
+        rgb = np.clip(rgb.astype(np.int16) + np.array([25, 0, -25]), 0, 255).astype(np.uint8)
+        from annotate.segmenters.classical import _colour
+
+        assert _colour(rgb) is not None
     seg = ClassicalSegmenter()
     seg.set_image(rgb, "k")
     prev = np.zeros_like(gt)
