@@ -20,12 +20,9 @@ RUN_CONF = 0.05
 
 def predict_run(project, run_id: str, image: np.ndarray, device: str) -> Annotations:
     """The seam tests replace: the run's prediction with project class ids."""
-    import train.predict as tp
+    from train.predict import predict_annotations
 
-    if hasattr(tp, "predict_annotations"):
-        return tp.predict_annotations(project, run_id, image)
-    raw = tp.predictor_for(project, run_id, device=device).predict_raw(image, conf=RUN_CONF)
-    return tp.to_annotations(raw, source=f"run:{run_id}", by_index=tp.run_class_map(project, run_id, raw.names))
+    return predict_annotations(project, run_id, image, conf=RUN_CONF, device=device)
 
 
 class RunProposer(Proposer):

@@ -219,6 +219,29 @@ def test_run_recorded_without_class_ids_still_maps_by_name(tmp_path, monkeypatch
     assert _proposed_classes(project, run_id) == [stain]
 
 
+def test_run_proposer_predicts_on_its_device_at_its_own_floor(tmp_path, monkeypatch):
+    """The proposer's device reaches the model, and it predicts at RUN_CONF (--min-score filters later)."""
+    import train.predict as tp
+    from annotate.proposers.run import RUN_CONF
+
+    project = make_project(tmp_path, n=1)
+    run_id = _recorded_run(project, monkeypatch, None)
+    seen = {}
+
+    class Spy(TwoClassModel):
+        def predict_raw(self, image, conf=0.25, iou=0.7):
+            seen["conf"] = conf
+            return super().predict_raw(image, conf, iou)
+
+    def predictor_for(project_, run_id_, device="auto"):
+        seen["device"] = device
+        return Spy()
+
+    monkeypatch.setattr(tp, "predictor_for", predictor_for)
+    _proposed_classes(project, run_id)
+    assert seen == {"device": "cpu", "conf": RUN_CONF}
+
+
 def _args(**kw):
     base = dict(project=None, proposer="anomaly", select="unlabeled", min_score=None, segmenter=None,
                 class_name=None, redo=False, weights_dir=None, device="cpu")
