@@ -720,11 +720,7 @@ def _edge_click(
     d = _boundary_distance(prev, x, y)
     if d > _EDGE_CLICK or not masks[0].any():
         return masks, scores
-    near = np.zeros((h, w), np.uint8)
-    cv2.circle(near, (int(x), int(y)), int(max(_EDGE_RADIUS_MIN, _EDGE_RADIUS * d)), 1, -1)
-    near = near.astype(bool)
-    local = prev.copy()
-    local[near] = masks[0][near]
+    local = _keep_near(prev, masks[0], x, y, int(max(_EDGE_RADIUS_MIN, _EDGE_RADIUS * d)))
     if len(pos):
         local = _pick_components(local, _int_points(pos, h, w))
     if not local.any():
@@ -986,8 +982,12 @@ def _local_edit(prev: np.ndarray, new: np.ndarray, click: np.ndarray) -> np.ndar
     h, w = prev.shape
     x, y = _int_points(click[None, :2], h, w)[0]
     d = _boundary_distance(prev, x, y)
-    r = int(_EDIT_RADIUS * d + 4 + 0.1 * np.sqrt(max(prev.sum(), 1)))
-    near = np.zeros((h, w), np.uint8)
+    return _keep_near(prev, new, x, y, int(_EDIT_RADIUS * d + 4 + 0.1 * np.sqrt(max(prev.sum(), 1))))
+
+
+def _keep_near(prev: np.ndarray, new: np.ndarray, x: int, y: int, r: int) -> np.ndarray:
+    """``new`` inside the disc of radius ``r`` around ``(x, y)``, ``prev`` everywhere else."""
+    near = np.zeros(prev.shape, np.uint8)
     cv2.circle(near, (int(x), int(y)), r, 1, -1)
     near = near.astype(bool)
     out = prev.copy()
