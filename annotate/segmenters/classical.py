@@ -462,6 +462,8 @@ def segment(
                     masks, scores = [joined] + masks[:1], [1.0, 0.9]
         if bgr is None:
             masks, scores = _edge_click(gray, prev, pos, pts[-1], masks, scores)
+        if last == 0:
+            masks = _in_clicked_piece(prev, masks, pts[-1])
         return masks, scores
     elif bgr is not None:
         masks, scores = _colour_first_click(bgr, pos, neg)
@@ -769,6 +771,22 @@ def _neck_lobe(prev: np.ndarray, pos: np.ndarray, click: np.ndarray) -> np.ndarr
         lobe[y0:y1, x0:x1] = cv2.dilate((labels == mine).astype(np.uint8), grow).astype(bool) & pc.astype(bool)
         return lobe
     return None
+
+
+def _in_clicked_piece(prev: np.ndarray, masks: list[np.ndarray], click: np.ndarray) -> list[np.ndarray]:
+    """A negative click changes only the piece of ``prev`` it lands in; its other pieces stay.
+
+    A contamination is often a blob with separate specks around it. A refinement keeps only what
+    connects to the positive clicks, so a negative click on one speck's halo used to drop every
+    speck the user had not clicked on.
+    """
+    h, w = prev.shape
+    x, y = _int_points(np.asarray(click, np.float32).reshape(1, 2), h, w)[0]
+    if not prev[y, x]:
+        return masks
+    _, labels = cv2.connectedComponents(prev.astype(np.uint8), connectivity=8)
+    piece = labels == labels[y, x]
+    return [(m & piece) | (prev & ~piece) for m in masks]
 
 
 def _near_one_click(m: np.ndarray, x: int, y: int, r: int) -> np.ndarray | None:

@@ -268,3 +268,27 @@ def test_edge_click_offers_the_change_kept_near_the_click():
     assert masks[0] is local  # the square's own edge scores higher than the leak's
     far, _ = _edge_click(gray, prev, np.array([[60.0, 60.0], [60.0, 10.0]]), np.array([60.0, 10.0]), [whole], [1.0])
     assert len(far) == 1  # 20 px from the edge: not an edge click
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_a_negative_click_changes_only_the_piece_it_lands_in(colour):
+    """A blob with specks around it: a negative click on one speck's halo keeps the other specks."""
+    rgb, gt = blob_image(240, 360, 150, 120, 30, dark=True)
+    specks = [(230, 60), (240, 180), (70, 190)]
+    for x, y in specks + [(150, 30)]:
+        cv2.circle(rgb, (x, y), 5, (75, 75, 75), -1)
+    if colour:
+        rgb = np.clip(rgb.astype(np.int16) + np.array([25, 0, -25]), 0, 255).astype(np.uint8)
+    seg = ClassicalSegmenter()
+    seg.set_image(rgb, "k")
+    prev = gt.copy()
+    for x, y in specks:
+        cv2.circle(prev.view(np.uint8), (x, y), 5, 1, -1)
+    halo = np.zeros_like(prev)
+    cv2.circle(halo.view(np.uint8), (150, 30), 9, 1, -1)  # a speck drawn with too wide a halo
+    prev |= halo
+    out = seg.predict("k", Prompt.make([[150, 120], [150, 22]], [1, 0], prev_mask=prev)).masks
+    for m in out:
+        assert all(m[y, x] for x, y in specks)  # the specks nobody clicked on stay
+        assert (m & prev).sum() == m.sum()
+    assert not out[0][22, 150]
