@@ -119,6 +119,14 @@ _NECK_MAX = 12
 _EDGE_CLICK = 2.5
 _EDGE_RADIUS = 3.0
 _EDGE_RADIUS_MIN = 4
+# A positive click at most this far outside the mask's edge may be on a rim the mask left out;
+# the ring's pixels like the clicked one (grey distance within this share of the mask's contrast
+# with its surround, at least _RIM_MIN_TOL grey levels) join, unless they add more than
+# _RIM_MAX_ADD of the mask.
+_RIM_CLICK = 1.5
+_RIM_TOL = 0.3
+_RIM_MIN_TOL = 4.0
+_RIM_MAX_ADD = 0.25
 # Box GrabCut on colour images: the whole image downscaled to this longer side, these iterations,
 # then a band this wide (full-resolution pixels) along the edge re-decided at full size.
 _GC_SIDE = 450
@@ -464,6 +472,10 @@ def segment(
             masks, scores = _edge_click(gray, prev, pos, pts[-1], masks, scores)
         if last == 0:
             masks = _in_clicked_piece(prev, masks, pts[-1])
+        else:
+            rim = _rim_click(gray, prev, pts[-1])
+            if rim is not None:
+                masks, scores = [rim] + masks[:1], [1.0, 0.9]
         return masks, scores
     elif bgr is not None:
         masks, scores = _colour_first_click(bgr, pos, neg)
@@ -771,6 +783,37 @@ def _neck_lobe(prev: np.ndarray, pos: np.ndarray, click: np.ndarray) -> np.ndarr
         lobe[y0:y1, x0:x1] = cv2.dilate((labels == mine).astype(np.uint8), grow).astype(bool) & pc.astype(bool)
         return lobe
     return None
+
+
+def _rim_click(gray: np.ndarray, prev: np.ndarray, click: np.ndarray) -> np.ndarray | None:
+    """A positive click on the pixel just outside the mask: the mask stops short of a rim there.
+
+    A chip's fracture edge or a stain's halo is a one-pixel border the first mask leaves out, and
+    no refinement adds it (it looks like the part around it), so each such click used to add one
+    pixel. The click shows what the border looks like: the pixels of the one-pixel ring around
+    ``prev`` that look like the clicked one (within ``_RIM_TOL`` of the mask's contrast), connected
+    to it along the ring, join the mask. Not when that ring would add more than ``_RIM_MAX_ADD``
+    of the mask (a thin scratch's side is not a rim).
+    """
+    h, w = prev.shape
+    x, y = _int_points(np.asarray(click, np.float32).reshape(1, 2), h, w)[0]
+    if prev[y, x] or _boundary_distance(prev, x, y) > _RIM_CLICK:
+        return None
+    p8 = prev.astype(np.uint8)
+    ring = cv2.dilate(p8, np.ones((3, 3), np.uint8)).astype(bool) & ~prev
+    around = cv2.dilate(p8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))).astype(bool) & ~cv2.dilate(
+        p8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    ).astype(bool)
+    g = gray.astype(np.float32)
+    contrast = abs(float(np.median(g[prev])) - float(np.median(g[around]))) if around.any() else 0.0
+    like = ring & (np.abs(g - g[y, x]) <= max(_RIM_MIN_TOL, _RIM_TOL * contrast))
+    _, labels = cv2.connectedComponents(like.astype(np.uint8), connectivity=8)
+    if labels[y, x] == 0:
+        return None
+    add = labels == labels[y, x]
+    if add.sum() > _RIM_MAX_ADD * prev.sum():
+        return None
+    return prev | add
 
 
 def _in_clicked_piece(prev: np.ndarray, masks: list[np.ndarray], click: np.ndarray) -> list[np.ndarray]:

@@ -292,3 +292,31 @@ def test_a_negative_click_changes_only_the_piece_it_lands_in(colour):
         assert all(m[y, x] for x, y in specks)  # the specks nobody clicked on stay
         assert (m & prev).sum() == m.sum()
     assert not out[0][22, 150]
+
+
+def test_a_click_on_a_rim_the_mask_left_out_adds_the_rim():
+    """A dark chip with a light one-pixel rim: one click on the rim adds the rim all around."""
+    h, w = 120, 160
+    g = np.full((h, w), 150, np.uint8)
+    body = np.zeros((h, w), np.uint8)
+    cv2.circle(body, (80, 60), 12, 1, -1)
+    chip = cv2.dilate(body, np.ones((3, 3), np.uint8)).astype(bool)  # the body and its rim
+    g[chip] = 170
+    g[body.astype(bool)] = 50
+    seg = ClassicalSegmenter()
+    seg.set_image(np.dstack([g, g, g]), "k")
+    prev = body.astype(bool)
+    out = seg.predict("k", Prompt.make([[80, 60], [80, 47]], [1, 1], prev_mask=prev)).masks[0]
+    assert mask_iou(prev, chip) < 0.85
+    assert mask_iou(out, chip) > 0.95
+
+
+def test_a_rim_click_beside_a_thin_scratch_adds_no_side_band():
+    from annotate.segmenters.classical import _rim_click
+
+    g = np.full((60, 120), 150, np.float32)
+    prev = np.zeros((60, 120), bool)
+    prev[29:31, 10:110] = True  # a 2-px scratch: a ring along it would add twice its area
+    g[prev] = 60
+    assert _rim_click(g, prev, np.array([50.0, 31.0])) is None
+    assert _rim_click(g, prev, np.array([50.0, 40.0])) is None  # not next to the mask
