@@ -148,6 +148,14 @@ def export_project(
     if zip and out.suffix.lower() != ".zip":
         out = out.with_name(out.name + ".zip")
     _check_target(out, zip)
+    with project.snapshot():
+        return _export(project, fmt, out, val_fraction, seed, zip, rle, include_proposed, progress)
+
+
+def _export(
+    project: Project, fmt: Format, out: Path, val_fraction: float, seed: int, zip: bool,  # noqa: A002
+    rle: bool, include_proposed: bool, progress: Progress | None,
+) -> ExportResult:
     classes = project.classes()
     class_index = {c.id: k for k, c in enumerate(classes)}
     class_names = tuple(c.name for c in classes)

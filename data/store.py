@@ -187,6 +187,27 @@ class Project:
         else:
             conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one state of the project, whatever other sessions write meanwhile.
+
+        A read transaction (the database is in WAL mode, so writers are not blocked): an export
+        that runs while the user keeps labelling writes the labels as they were when it started,
+        never half of a later edit (or an annotation of a class its class list does not have).
+        """
+        conn = self._connection()
+        if conn.in_transaction:  # nested: the outer transaction already holds one state
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 

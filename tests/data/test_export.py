@@ -173,3 +173,39 @@ def test_zipping_an_export_folder_gives_the_same_bytes_as_a_zip_export(tmp_path,
     zipped = zip_export(folder)
     direct = export_project(project, "yolo-segment", tmp_path / "direct.zip", zip=True).out_path
     assert zipped.read_bytes() == direct.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo-segment"], ids=["coco", "segment"])
+def test_export_writes_the_labels_as_they_were_when_it_started(project, tmp_path, fmt):
+    """Another session labels during an export: a new class and its annotations, a deletion.
+
+    The export reads one state of the project, so it neither fails on a class its class list
+    lacks nor writes half of the edit; the next export has all of it.
+    """
+    import threading
+
+    from data.annotations import Annotations
+
+    before = export_project(project, fmt, tmp_path / "before")
+    done = project.images(status="done")
+    edited = []
+
+    def other_session() -> None:
+        cid = project.add_class("late").id
+        m = np.zeros((done[-1].height, done[-1].width), bool)
+        m[2:9, 2:9] = True
+        project.add_annotations(done[-1].id, Annotations.from_masks(m[None], [cid], source="manual"))
+        project.delete_annotations([project.annotation_rows(done[-1].id)[0].id])
+        edited.append(True)
+
+    def progress(i: int, n: int) -> None:
+        if i == 1:  # in another thread, as a second browser session would
+            t = threading.Thread(target=other_session)
+            t.start()
+            t.join()
+
+    during = export_project(project, fmt, tmp_path / "during", progress=progress)
+    assert edited
+    assert during.content_hash == before.content_hash and during.class_names == before.class_names
+    after = export_project(project, fmt, tmp_path / "after")
+    assert after.class_names == (*before.class_names, "late") and after.content_hash != before.content_hash
