@@ -185,6 +185,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                         rv_table = gr.Dataframe(headers=PROPOSAL_COLUMNS, interactive=False,
                                                 label="Proposals on this image (select a row)")
                         rv_sel = gr.Number(label="Selected proposal id", precision=0, value=None)
+                        rv_zoom = gr.Image(label="Selected proposal, close up", interactive=False, height=300)
                         with gr.Row():
                             rv_accept = gr.Button("Accept", variant="primary")
                             rv_reject = gr.Button("Reject", variant="stop")
@@ -326,28 +327,37 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             names = {r.id: r.name for r in project.images()}
             return [(f"{names[i]} (#{i})", i) for i in ids]
 
-        def show_review(image_id: int | None):
+        def show_review(image_id: int | None, ann_id: int | None = None):
+            """The image with its annotations, the proposals table, and the selected proposal (the
+            first one unless ``ann_id`` names another) with its close-up."""
             if image_id is None:
-                return None, []
+                return None, [], None, None
             ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))
             colors = {c.id: c.color for c in project.classes()}
-            view = render.draw_annotations(project.load_image(int(image_id)), ann, colors)
+            image = project.load_image(int(image_id))
+            view = render.draw_annotations(image, ann, colors)
             names = project.class_names()
+            proposed = [i for i in range(len(ann)) if ann.status[i] == "proposed"]
             rows = [[int(ann.ids[i]), names.get(int(ann.class_id[i]), "?"),
                      None if np.isnan(ann.confidence[i]) else round(float(ann.confidence[i]), 3), str(ann.source[i])]
-                    for i in range(len(ann)) if ann.status[i] == "proposed"]
-            return view, rows
+                    for i in proposed]
+            chosen = [i for i in proposed if ann_id is not None and int(ann.ids[i]) == int(ann_id)] or proposed[:1]
+            if not chosen:
+                return view, rows, None, None
+            return view, rows, int(ann.ids[chosen[0]]), render.zoom_on(image, ann, chosen[0], colors)
 
         def refresh_review(image_id):
             choices = review_images()
             ids = [c[1] for c in choices]
             if image_id not in ids:
                 image_id = ids[0] if ids else None
-            view, rows = show_review(image_id)
-            return gr.update(choices=choices, value=image_id), view, rows
+            return gr.update(choices=choices, value=image_id), *show_review(image_id)
 
-        def pick_row(evt: gr.SelectData):
-            return int(evt.row_value[0]) if evt.row_value else None
+        def pick_row(image_id, evt: gr.SelectData):
+            if not evt.row_value:
+                return None, None
+            _, _, sel, zoom = show_review(image_id, int(evt.row_value[0]))
+            return sel, zoom
 
         def act(kind: str):
             def handler(image_id, ann_id, class_id=None):
@@ -372,9 +382,9 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 return (msg, *refresh_review(image_id))
             return handler
 
-        rv_outputs = [rv_msg, rv_image, rv_view, rv_table]
-        rv_image.change(show_review, [rv_image], [rv_view, rv_table])
-        rv_table.select(pick_row, None, [rv_sel])
+        rv_outputs = [rv_msg, rv_image, rv_view, rv_table, rv_sel, rv_zoom]
+        rv_image.change(show_review, [rv_image], [rv_view, rv_table, rv_sel, rv_zoom])
+        rv_table.select(pick_row, [rv_image], [rv_sel, rv_zoom])
         rv_accept.click(act("accept"), [rv_image, rv_sel], rv_outputs)
         rv_reject.click(act("reject"), [rv_image, rv_sel], rv_outputs)
         rv_change.click(act("change"), [rv_image, rv_sel, rv_class], rv_outputs)
@@ -424,7 +434,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             return "Cancelling after the image in flight (everything so far is kept; start again to resume)."
 
         al_start.click(autolabel, [token, al_proposer, al_select, al_min, al_class], [al_msg],
-                       concurrency_id="batch").then(refresh_review, [rv_image], [rv_image, rv_view, rv_table])
+                       concurrency_id="batch").then(refresh_review, [rv_image], rv_outputs[1:])
         al_cancel.click(cancel, [token], [al_msg], queue=False)
 
         # -------------------------------------------------------- export
@@ -457,7 +467,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
         predict.use_as_proposer.click(use_as_proposer, [predict.run], [al_proposer, tabs])
 
         # the Review tab lists images with proposals when opened
-        demo.load(refresh_review, [rv_image], [rv_image, rv_view, rv_table])
+        demo.load(refresh_review, [rv_image], rv_outputs[1:])
     demo.ds_service = service  # tests and benches reach the session store through the app
     return demo
 

@@ -33,3 +33,33 @@ def draw_annotations(image: np.ndarray, ann: Annotations, colors: dict[int, str]
         tag = f"#{int(ann.ids[i])}" + (" ?" if ann.status[i] == "proposed" else "")
         cv2.putText(out, tag, (x0, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     return out
+
+
+def zoom_on(
+    image: np.ndarray, ann: Annotations, index: int, colors: dict[int, str], side: int = 360, context: float = 1.0
+) -> np.ndarray:
+    """A close-up of annotation ``index``: its box grown by ``context`` times its size on each side
+    (at least 24 px), scaled so the longer side is ``side`` px with square pixels (nearest
+    neighbour: a defect is judged on its pixels), every outline in the crop drawn at that scale,
+    the chosen one thick. RGB uint8 out."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in ann.xyxy[index])
+    g = max(24.0, context * max(x1 - x0, y1 - y0))
+    cx0, cy0 = max(0, int(np.floor(x0 - g))), max(0, int(np.floor(y0 - g)))
+    cx1, cy1 = min(w, int(np.ceil(x1 + g))), min(h, int(np.ceil(y1 + g)))
+    crop = image[cy0:cy1, cx0:cx1]
+    s = side / max(crop.shape[:2])
+    size = (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s)))
+    out = np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_NEAREST if s >= 1 else cv2.INTER_AREA))
+    if ann.mask is None:
+        return out
+    order = [i for i in range(len(ann)) if i != index] + [index]  # the chosen one on top
+    for i in order:
+        m = ann.mask[i][cy0:cy1, cx0:cx1].astype(np.uint8)
+        if not m.any():
+            continue
+        m = cv2.resize(m, size, interpolation=cv2.INTER_NEAREST)
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        color = _rgb(colors.get(int(ann.class_id[i]), "#FF00FF"))
+        cv2.drawContours(out, contours, -1, color, 3 if i == index else 1, cv2.LINE_AA)
+    return out

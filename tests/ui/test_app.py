@@ -69,6 +69,45 @@ def test_review_accept_and_accept_above_update_the_store(project, fake):
         demo.ds_service.close()
 
 
+def test_review_selects_the_first_proposal_and_shows_it_close_up(project, fake):
+    """Opening an image selects its first proposal and zooms on it; accepting moves to the next."""
+    import numpy as np
+
+    small = np.zeros((60, 80), bool)
+    small[40:44, 60:65] = True  # a 5x4 px proposal: a speck in the full view
+    other = np.zeros((60, 80), bool)
+    other[5:15, 5:15] = True
+    ids = project.add_annotations(1, Annotations.from_masks(np.stack([small, other]), 1, 0.9, source="anomaly",
+                                                             status="proposed"))
+    demo = build_app(project, fake)
+    try:
+        view, rows, sel, zoom = _review_fn(demo, "show_review")(1)
+        assert [r[0] for r in rows] == ids and sel == ids[0]
+        assert zoom is not None and max(zoom.shape[:2]) == 360  # the speck's box and 24 px around, enlarged
+        _, _, sel2, zoom2 = _review_fn(demo, "show_review")(1, ids[1])
+        assert sel2 == ids[1] and not np.array_equal(zoom, zoom2)
+        msg, _, _, rows, sel, _ = _review_fn(demo, "handler", "accept")(1, ids[0])
+        assert [r[0] for r in rows] == [ids[1]] and sel == ids[1]
+    finally:
+        demo.ds_service.close()
+
+
+def test_zoom_on_enlarges_the_proposal_and_outlines_it():
+    import numpy as np
+
+    from ui.render import zoom_on
+
+    image = np.full((300, 400, 3), 90, np.uint8)
+    m = np.zeros((300, 400), bool)
+    m[100:110, 200:212] = True
+    ann = Annotations.from_masks(m, 1, 0.5, source="anomaly", status="proposed")
+    out = zoom_on(image, ann, 0, {1: "#00FF00"}, side=360)
+    assert out.shape == (360 * 58 // 60, 360, 3)  # 12x10 box + 24 px context: 60 wide, 58 high
+    assert (out[..., 1] > 200).any() and (out[..., 0] < 50).any()  # the green outline is drawn
+    edge = zoom_on(image, Annotations.from_masks(np.roll(m, (-100, -200), (0, 1)), 1), 0, {}, side=120)
+    assert edge.shape[:2] == (120 * 34 // 36, 120)  # clipped at the image corner
+
+
 def test_uploaded_coco_json_finds_the_images_uploaded_with_it(tmp_path, project):
     """Gradio keeps each upload in its own folder; the import must still see them together."""
     import json
