@@ -475,6 +475,7 @@ def segment(
         else:
             rim = _rim_click(gray, prev, pts[-1])
             if rim is not None:
+                rim = _honour_clicks([rim], [1.0], pos, neg, prompt)[0][0]
                 masks, scores = [rim] + masks[:1], [1.0, 0.9]
         return masks, scores
     elif bgr is not None:
@@ -805,8 +806,12 @@ def _rim_click(gray: np.ndarray, prev: np.ndarray, click: np.ndarray) -> np.ndar
         p8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     ).astype(bool)
     g = gray.astype(np.float32)
-    contrast = abs(float(np.median(g[prev])) - float(np.median(g[around]))) if around.any() else 0.0
-    like = ring & (np.abs(g - g[y, x]) <= max(_RIM_MIN_TOL, _RIM_TOL * contrast))
+    inside = float(np.median(g[prev]))
+    contrast = abs(inside - float(np.median(g[around]))) if around.any() else 0.0
+    tol = max(_RIM_MIN_TOL, _RIM_TOL * contrast)
+    if abs(float(g[y, x]) - inside) <= tol:
+        return None  # the clicked pixel looks like the object itself: growth, not a rim
+    like = ring & (np.abs(g - g[y, x]) <= tol)
     _, labels = cv2.connectedComponents(like.astype(np.uint8), connectivity=8)
     if labels[y, x] == 0:
         return None

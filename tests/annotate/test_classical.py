@@ -320,3 +320,26 @@ def test_a_rim_click_beside_a_thin_scratch_adds_no_side_band():
     g[prev] = 60
     assert _rim_click(g, prev, np.array([50.0, 31.0])) is None
     assert _rim_click(g, prev, np.array([50.0, 40.0])) is None  # not next to the mask
+
+
+def test_a_click_just_outside_the_mask_on_the_object_itself_is_growth_not_a_rim():
+    from annotate.segmenters.classical import _rim_click
+
+    g = np.full((120, 160), 150, np.float32)
+    g[40:80, 60:100] = 50  # a dark square; the mask holds its left half
+    prev = np.zeros((120, 160), bool)
+    prev[40:80, 60:80] = True
+    assert _rim_click(g, prev, np.array([80.0, 60.0])) is None
+
+
+def test_a_rim_click_keeps_earlier_negative_clicks():
+    h, w = 120, 160
+    g = np.full((h, w), 150, np.uint8)
+    body = np.zeros((h, w), np.uint8)
+    cv2.circle(body, (80, 60), 12, 1, -1)
+    g[cv2.dilate(body, np.ones((3, 3), np.uint8)).astype(bool)] = 170
+    g[body.astype(bool)] = 50
+    seg = ClassicalSegmenter()
+    seg.set_image(np.dstack([g, g, g]), "k")
+    out = seg.predict("k", Prompt.make([[80, 60], [80, 73], [80, 47]], [1, 0, 1], prev_mask=body.astype(bool)))
+    assert not out.masks[0][73, 80] and out.masks[0][47, 80]
