@@ -175,6 +175,10 @@ class Project:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic unit of work (BEGIN IMMEDIATE ... COMMIT, rolled back on error)."""
         conn = self._connection()
+        if getattr(self._local, "snapshot", False):
+            # Joining the read transaction would write over a stale state (and fail at once when
+            # another session wrote since): reading code must not write.
+            raise RuntimeError("a write inside Project.snapshot(); write before or after it")
         if conn.in_transaction:  # nested: join the outer transaction
             yield conn
             return
@@ -200,13 +204,12 @@ class Project:
             yield
             return
         conn.execute("BEGIN")
+        self._local.snapshot = True
         try:
             yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+        finally:
+            self._local.snapshot = False
+            conn.execute("COMMIT")  # it only read: nothing to roll back
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

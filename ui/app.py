@@ -328,8 +328,9 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             return [(f"{names[i]} (#{i})", i) for i in ids]
 
         def show_review(image_id: int | None, ann_id: int | None = None):
-            """The image with its annotations, the proposals table, and the selected proposal (the
-            first one unless ``ann_id`` names another) with its close-up."""
+            """The image with its annotations, the proposals table, and the selected proposal with
+            its close-up: ``ann_id``, or the first one when None (nothing when ``ann_id`` is no longer
+            a proposal here: another session took it, and a different row must not be selected)."""
             if image_id is None:
                 return None, [], None, None
             ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))
@@ -341,22 +342,23 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             rows = [[int(ann.ids[i]), names.get(int(ann.class_id[i]), "?"),
                      None if np.isnan(ann.confidence[i]) else round(float(ann.confidence[i]), 3), str(ann.source[i])]
                     for i in proposed]
-            chosen = [i for i in proposed if ann_id is not None and int(ann.ids[i]) == int(ann_id)] or proposed[:1]
+            chosen = proposed[:1] if ann_id is None else [i for i in proposed if int(ann.ids[i]) == int(ann_id)]
             if not chosen:
                 return view, rows, None, None
             return view, rows, int(ann.ids[chosen[0]]), render.zoom_on(image, ann, chosen[0], colors)
 
-        def refresh_review(image_id):
+        def refresh_review(image_id, ann_id: int | None = None):
             choices = review_images()
             ids = [c[1] for c in choices]
             if image_id not in ids:
-                image_id = ids[0] if ids else None
-            return gr.update(choices=choices, value=image_id), *show_review(image_id)
+                image_id, ann_id = (ids[0] if ids else None), None
+            return gr.update(choices=choices, value=image_id), *show_review(image_id, ann_id)
 
         def pick_row(image_id, evt: gr.SelectData):
-            if not evt.row_value:
+            row = evt.row_value or []
+            if not row or not str(row[0]).strip().isdigit():
                 return None, None
-            _, _, sel, zoom = show_review(image_id, int(evt.row_value[0]))
+            _, _, sel, zoom = show_review(image_id, int(row[0]))
             return sel, zoom
 
         def act(kind: str):
@@ -379,7 +381,8 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                         msg = f"#{int(ann_id)} is now {project.get_class(int(class_id)).name}."
                 except StudioError as err:
                     raise user_error(err) from err
-                return (msg, *refresh_review(image_id))
+                # A re-classed proposal stays selected; after accept or reject the next one is.
+                return (msg, *refresh_review(image_id, int(ann_id) if kind == "change" else None))
             return handler
 
         rv_outputs = [rv_msg, rv_image, rv_view, rv_table, rv_sel, rv_zoom]

@@ -37,16 +37,20 @@ def draw_annotations(image: np.ndarray, ann: Annotations, colors: dict[int, str]
 
 def zoom_on(
     image: np.ndarray, ann: Annotations, index: int, colors: dict[int, str], side: int = 360, context: float = 1.0
-) -> np.ndarray:
+) -> np.ndarray | None:
     """A close-up of annotation ``index``: its box grown by ``context`` times its size on each side
     (at least 24 px), scaled so the longer side is ``side`` px with square pixels (nearest
     neighbour: a defect is judged on its pixels), every outline in the crop drawn at that scale,
-    the chosen one thick. RGB uint8 out."""
+    the chosen one thick. RGB uint8 out; None when the box is not in the image."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in ann.xyxy[index])
+    if not np.isfinite([x0, y0, x1, y1]).all():
+        return None
     g = max(24.0, context * max(x1 - x0, y1 - y0))
     cx0, cy0 = max(0, int(np.floor(x0 - g))), max(0, int(np.floor(y0 - g)))
     cx1, cy1 = min(w, int(np.ceil(x1 + g))), min(h, int(np.ceil(y1 + g)))
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None  # the box lies outside the image: nothing to show close up
     crop = image[cy0:cy1, cx0:cx1]
     s = side / max(crop.shape[:2])
     size = (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s)))

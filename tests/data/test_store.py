@@ -127,3 +127,13 @@ def test_threads_can_write_concurrently(p):
     for t in threads:
         t.join()
     assert not errors and len(p.images()) == 6
+
+
+def test_a_write_inside_a_snapshot_is_refused_and_the_snapshot_ends(tmp_path):
+    from data.store import Project
+
+    project = Project.create(tmp_path / "p", classes=["a"])
+    with pytest.raises(RuntimeError, match="inside Project.snapshot"), project.snapshot():
+        project.add_class("b")
+    project.add_class("c")  # after it, writes work again
+    assert [c.name for c in project.classes()] == ["a", "c"]

@@ -86,8 +86,12 @@ def test_review_selects_the_first_proposal_and_shows_it_close_up(project, fake):
         assert zoom is not None and max(zoom.shape[:2]) == 360  # the speck's box and 24 px around, enlarged
         _, _, sel2, zoom2 = _review_fn(demo, "show_review")(1, ids[1])
         assert sel2 == ids[1] and not np.array_equal(zoom, zoom2)
+        _, _, _, _, sel, _ = _review_fn(demo, "handler", "change")(1, ids[1], 2)
+        assert sel == ids[1]  # a re-classed proposal stays selected
         msg, _, _, rows, sel, _ = _review_fn(demo, "handler", "accept")(1, ids[0])
         assert [r[0] for r in rows] == [ids[1]] and sel == ids[1]
+        # A row clicked after another session took that proposal selects nothing, not another row.
+        assert _review_fn(demo, "show_review")(1, ids[0])[2:] == (None, None)
     finally:
         demo.ds_service.close()
 
@@ -106,6 +110,9 @@ def test_zoom_on_enlarges_the_proposal_and_outlines_it():
     assert (out[..., 1] > 200).any() and (out[..., 0] < 50).any()  # the green outline is drawn
     edge = zoom_on(image, Annotations.from_masks(np.roll(m, (-100, -200), (0, 1)), 1), 0, {}, side=120)
     assert edge.shape[:2] == (120 * 34 // 36, 120)  # clipped at the image corner
+    outside = Annotations(xyxy=np.array([[500.0, 400.0, 520.0, 410.0]], np.float32), class_id=np.array([1]),
+                          confidence=np.array([0.5], np.float32))
+    assert zoom_on(image, outside, 0, {}) is None
 
 
 def test_uploaded_coco_json_finds_the_images_uploaded_with_it(tmp_path, project):
