@@ -40,12 +40,73 @@ RAW_CONF = 0.05  # floor used by the live demo so sliders above it need no re-ru
 RAW_IOU = 0.9
 
 
+@dataclass(frozen=True, eq=False)
+class BoxMasks:
+    """Instance masks kept as crops inside their boxes, ``(N, H, W)`` to every reader.
+
+    ``N`` full-size masks hold ``N x H x W`` bytes: at the live demo's floor (up to 300
+    detections) on a 12 MP photo that is 3.6 GB per page. The crops hold only the boxes.
+    ``masks[i]`` is one full-size mask, ``masks[keep]`` (an index or boolean array) a subset,
+    ``np.asarray(masks)`` the full stack; :meth:`paint` draws one without making it full size.
+    """
+
+    height: int
+    width: int
+    origins: np.ndarray  # (N, 2) int: x0, y0 of each crop
+    crops: tuple[np.ndarray, ...]  # bool (h_i, w_i)
+
+    @classmethod
+    def from_full(cls, masks: np.ndarray) -> BoxMasks:
+        masks = np.asarray(masks, dtype=bool)
+        n, h, w = masks.shape
+        origins, crops = np.zeros((n, 2), np.int64), []
+        for i in range(n):
+            ys, xs = np.nonzero(masks[i])
+            if not len(ys):
+                crops.append(np.zeros((0, 0), bool))
+                continue
+            origins[i] = xs.min(), ys.min()
+            crops.append(masks[i, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].copy())
+        return cls(h, w, origins, tuple(crops))
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.crops), self.height, self.width
+
+    def __getitem__(self, key: object) -> np.ndarray | BoxMasks:
+        if isinstance(key, (int, np.integer)):
+            out = np.zeros((self.height, self.width), bool)
+            self.paint(out, int(key), True)
+            return out
+        idx = np.arange(len(self.crops))[key]  # type: ignore[index]
+        return BoxMasks(self.height, self.width, self.origins[idx], tuple(self.crops[i] for i in idx))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.crops)))
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        out = np.zeros(self.shape, bool)
+        for i in range(len(self.crops)):
+            self.paint(out[i], i, True)
+        return out if dtype is None else out.astype(dtype)
+
+    def paint(self, image: np.ndarray, i: int, value: object) -> None:
+        """Set the pixels of mask ``i`` in ``image`` (``(H, W)`` or ``(H, W, C)``) to ``value``."""
+        crop = self.crops[i]
+        x0, y0 = (int(v) for v in self.origins[i])
+        image[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]][crop] = value
+
+
 @dataclass(frozen=True)
 class RawPrediction:
     """Model output for one image, in original image pixels.
 
     ``xyxy (N,4)`` float32, ``scores (N,)``, ``classes (N,)`` model class indices,
-    ``masks (N,H,W)`` bool or None (detect models); ``names`` model class names;
+    ``masks`` (:class:`BoxMasks`, read as ``(N,H,W)`` bool; a full array given here is
+    converted) or None (detect models); ``names`` model class names;
     ``conf``/``iou``: the thresholds it was produced with; ``inference_ms``: the
     model call (pre-process, forward, NMS) as Ultralytics times it.
     """
@@ -60,6 +121,10 @@ class RawPrediction:
     conf: float
     iou: float
     inference_ms: float
+
+    def __post_init__(self) -> None:
+        if self.masks is not None and not isinstance(self.masks, BoxMasks):
+            object.__setattr__(self, "masks", BoxMasks.from_full(self.masks))
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -110,8 +175,8 @@ def _from_result(result: object, names: tuple[str, ...], conf: float, iou: float
     return RawPrediction(h, w, xyxy, scores, classes, masks, names, conf, iou, ms)
 
 
-def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | None = None) -> np.ndarray:
-    """Letterboxed model-size masks -> ``(N, H, W)`` bool in original pixels.
+def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | None = None) -> BoxMasks:
+    """Letterboxed model-size masks -> :class:`BoxMasks` (``(N, H, W)`` bool) in original pixels.
 
     Ultralytics has already cut each mask to its box, so only the box (plus a pixel) is
     resampled, with the same bilinear, half-pixel-centred mapping as its ``scale_masks``:
@@ -121,9 +186,9 @@ def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | No
 
     arr = data.float().cpu().numpy() if hasattr(data, "cpu") else np.asarray(data, dtype=np.float32)
     n = len(arr)
-    out = np.zeros((n, height, width), dtype=bool)
+    origins, crops = np.zeros((n, 2), np.int64), [np.zeros((0, 0), bool)] * n
     if n == 0:
-        return out
+        return BoxMasks(height, width, origins, ())
     mh, mw = arr.shape[1:]
     gain = min(mh / height, mw / width)
     ch, cw = max(round(height * gain), 1), max(round(width * gain), 1)  # content size inside the padding
@@ -141,8 +206,8 @@ def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | No
         m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5 + left], [0, sy, (y0 + 0.5) * sy - 0.5 + top]], np.float32)
         region = cv2.warpAffine(arr[i], m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                 borderMode=cv2.BORDER_REPLICATE)
-        out[i, y0:y1, x0:x1] = region > 0.5
-    return out
+        origins[i], crops[i] = (x0, y0), region > 0.5
+    return BoxMasks(height, width, origins, tuple(crops))
 
 
 def refilter(raw: RawPrediction, conf: float, iou: float) -> RawPrediction:
@@ -179,9 +244,7 @@ def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, 
         keep = np.array([m is not None for m in mapped], dtype=bool)
         ids = np.array([m for m in mapped if m is not None], dtype=np.int64)
     n = int(keep.sum())
-    masks = raw.masks
-    if masks is not None and not keep.all():  # copying full-size masks costs: only when some are dropped
-        masks = masks[keep]
+    masks = None if raw.masks is None else np.asarray(raw.masks[keep])
     return Annotations(
         xyxy=raw.xyxy[keep],
         class_id=ids,
@@ -292,8 +355,8 @@ def render(image_rgb: np.ndarray, raw: RawPrediction, colors: dict[str, str] | N
     cols = [_color(name, i, colors) for i, name in enumerate(raw.names)]
     if raw.masks is not None and len(raw):
         overlay = out.copy()
-        for m, c in zip(raw.masks, raw.classes, strict=False):
-            overlay[m] = cols[c]
+        for i, c in enumerate(raw.classes):
+            raw.masks.paint(overlay, i, cols[c])
         out = cv2.addWeighted(overlay, alpha, out, 1 - alpha, 0)
     thick = max(1, round(max(raw.height, raw.width) / 400))
     for box, score, c in zip(raw.xyxy, raw.scores, raw.classes, strict=False):

@@ -146,3 +146,37 @@ def test_masks_are_resampled_like_ultralytics_scale_masks(height, width, model_h
     expected = (scale_masks(data[None], (height, width))[0] > 0.5).numpy()
     got = _masks_to_image(data, height, width, np.array(boxes, dtype=float))
     assert np.array_equal(got, expected)
+
+
+def test_box_masks_hold_only_their_boxes_and_read_as_full_masks():
+    from train.predict import BoxMasks
+
+    full = np.zeros((3, 400, 600), bool)
+    full[0, 10:20, 30:45] = True
+    full[1, 300:390, 500:590] = True
+    full[1, 350, 520] = False  # a hole stays a hole
+    bm = BoxMasks.from_full(full)  # the third mask is empty
+    assert bm.shape == (3, 400, 600) and len(bm) == 3
+    assert sum(c.size for c in bm.crops) == 10 * 15 + 90 * 90  # not 3 x 400 x 600
+    assert np.array_equal(np.asarray(bm), full) and np.array_equal(bm[1], full[1])
+    sub = bm[np.array([2, 0])]
+    assert np.array_equal(np.asarray(sub), full[[2, 0]]) and np.array_equal(np.asarray(bm[full.any((1, 2))]), full[:2])
+    rgb = np.zeros((400, 600, 3), np.uint8)
+    bm.paint(rgb, 0, (255, 0, 0))
+    assert (rgb[..., 0] > 0).sum() == 150 and rgb[15, 40, 0] == 255
+
+
+def test_demo_floor_prediction_holds_crops_not_full_size_masks():
+    """The live demo keeps the floor prediction per page: 300 detections on a 12 MP photo."""
+    import torch
+
+    from train.predict import _masks_to_image
+
+    h, w, n = 3000, 4000, 300
+    data = torch.zeros((n, 480, 640))
+    data[:, 100:110, 200:212] = 1.0
+    boxes = np.tile(np.array([[1250.0, 625.0, 1325.0, 690.0]]), (n, 1))
+    got = _masks_to_image(data, h, w, boxes)
+    assert got.shape == (n, h, w)
+    assert sum(c.nbytes for c in got.crops) < 0.01 * n * h * w  # 3.6 GB as full-size masks
+    assert got[0][650, 1280] and not got[0][10, 10]
