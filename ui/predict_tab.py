@@ -3,9 +3,9 @@
 The model runs once per image, at the low floor ``RAW_CONF`` / ``RAW_IOU``; the raw result
 (its masks as crops inside their boxes) and the image stay in this page's ``gr.State``, and
 the confidence and IoU sliders re-filter that result (``train.predict.refilter``) and redraw
-it without running the model again. The sliders' ranges stop at the floor, so a re-run is never needed from
-them; :func:`rerender` still falls back to a re-run if a cached result cannot answer
-exactly. Predictors are loaded once per run and cached (``train.predict.predictor_for``).
+it without running the model again. The sliders' ranges stop at the floor, so a re-run is
+never needed from them; :func:`rerender` still falls back to a re-run if a cached result
+cannot answer exactly. Predictors are loaded once per run and cached (``train.predict.predictor_for``).
 """
 
 from __future__ import annotations
