@@ -386,7 +386,8 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             return handler
 
         rv_outputs = [rv_msg, rv_image, rv_view, rv_table, rv_sel, rv_zoom]
-        rv_image.change(show_review, [rv_image], [rv_view, rv_table, rv_sel, rv_zoom])
+        # .input: the user picked an image; updates from the handlers already carry the whole screen.
+        rv_image.input(show_review, [rv_image], [rv_view, rv_table, rv_sel, rv_zoom])
         rv_table.select(pick_row, [rv_image], [rv_sel, rv_zoom])
         rv_accept.click(act("accept"), [rv_image, rv_sel], rv_outputs)
         rv_reject.click(act("reject"), [rv_image, rv_sel], rv_outputs)
