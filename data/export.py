@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from data import coco, yolo
-from data.errors import InputError
+from data.errors import InputError, ProjectError
 from data.store import ImageRecord, Project, StoredAnnotation
 
 Format = Literal["coco", "yolo-detect", "yolo-segment"]
@@ -214,7 +214,14 @@ def _write_dataset(
     for done, it in enumerate(items, 1):
         rec, s = it.record, split[it.record.id]
         rel_image = f"images/{s}/{it.file_name}"
-        _link_or_copy(project.root / rec.file, root / rel_image)
+        try:
+            _link_or_copy(project.root / rec.file, root / rel_image)
+        except FileNotFoundError as err:
+            raise ProjectError(
+                f"stored image {rec.file} ('{rec.name}') is missing. Nothing was written. If the image was "
+                f"deleted while exporting, run the export again; if the file was removed by hand, re-import "
+                f"'{rec.name}' or delete it from the project."
+            ) from err
         hashes[rel_image] = rec.sha256
         rows = project.annotation_rows(rec.id, statuses) if rec.status == "done" else []
         n_ann += len(rows)

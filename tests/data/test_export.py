@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import data.export as export_mod
-from data.errors import InputError
+from data.errors import InputError, ProjectError
 from data.export import export_project, stratified_split
 from tests.data.conftest import make_project
 
@@ -209,3 +209,13 @@ def test_export_writes_the_labels_as_they_were_when_it_started(project, tmp_path
     assert during.content_hash == before.content_hash and during.class_names == before.class_names
     after = export_project(project, fmt, tmp_path / "after")
     assert after.class_names == (*before.class_names, "late") and after.content_hash != before.content_hash
+
+
+def test_an_image_file_gone_mid_export_is_a_clear_error_and_the_previous_export_stays(project, tmp_path):
+    first = export_project(project, "coco", tmp_path / "out")
+    rec = project.images(status="done")[-1]
+    (project.root / rec.file).unlink()
+    with pytest.raises(ProjectError, match="is missing"):
+        export_project(project, "coco", tmp_path / "out")
+    assert export_mod._is_our_export(tmp_path / "out")
+    assert json.loads((tmp_path / "out" / export_mod.MARKER).read_text())["content_hash"] == first.content_hash
