@@ -77,9 +77,12 @@ class BoxMasks:
         return len(self.crops), self.height, self.width
 
     def __getitem__(self, key: object) -> np.ndarray | BoxMasks:
-        if isinstance(key, (int, np.integer)):
+        if not isinstance(key, slice) and np.ndim(key) == 0:  # one mask: an int, a NumPy integer
+            if np.asarray(key).dtype.kind not in "iu":
+                raise TypeError(f"index BoxMasks with an int, a slice or an index or boolean array, not {key!r}")
+            i = int(key)  # type: ignore[call-overload]
             out = np.zeros((self.height, self.width), bool)
-            self.paint(out, int(key), True)
+            self.paint(out, i, True)
             return out
         idx = np.arange(len(self.crops))[key]  # type: ignore[index]
         return BoxMasks(self.height, self.width, self.origins[idx], tuple(self.crops[i] for i in idx))
@@ -88,6 +91,8 @@ class BoxMasks:
         return (self[i] for i in range(len(self.crops)))
 
     def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("BoxMasks has no full array to share: the full stack is always a new array")
         out = np.zeros(self.shape, bool)
         for i in range(len(self.crops)):
             self.paint(out[i], i, True)
@@ -116,7 +121,7 @@ class RawPrediction:
     xyxy: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
-    masks: np.ndarray | None
+    masks: BoxMasks | None  # a full (N, H, W) array given here is converted
     names: tuple[str, ...]
     conf: float
     iou: float

@@ -180,3 +180,15 @@ def test_demo_floor_prediction_holds_crops_not_full_size_masks():
     assert got.shape == (n, h, w)
     assert sum(c.nbytes for c in got.crops) < 0.01 * n * h * w  # 3.6 GB as full-size masks
     assert got[0][650, 1280] and not got[0][10, 10]
+
+
+def test_box_masks_refuse_keys_an_array_would_misread():
+    from train.predict import BoxMasks
+
+    bm = BoxMasks.from_full(np.ones((2, 4, 5), bool))
+    for key in (True, np.array(True), 1.0):
+        with pytest.raises(TypeError):
+            bm[key]
+    with pytest.raises(ValueError):
+        np.array(bm, copy=False)
+    assert np.asarray(bm[-1]).sum() == 20 and len(bm[:1]) == 1
