@@ -63,7 +63,8 @@ def _colors(project: Project, run_id: str, raw: RawPrediction) -> dict[str, str]
 def info_md(raw: RawPrediction, counts: dict[str, int], rerun: bool) -> str:
     per_class = ", ".join(f"{name}: **{n}**" for name, n in counts.items()) or "no classes"
     how = "model run" if rerun else "cached prediction re-filtered, model not re-run"
-    return (f"**{len(raw)} detections** at confidence ≥ {raw.conf:.2f}, IoU {raw.iou:.2f} — {per_class}\n\n"
+    noun = "detection" if len(raw) == 1 else "detections"
+    return (f"**{len(raw)} {noun}** at confidence ≥ {raw.conf:.2f}, IoU {raw.iou:.2f} — {per_class}\n\n"
             f"Inference {raw.inference_ms:.1f} ms ({how}).")
 
 
