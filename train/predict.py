@@ -31,6 +31,7 @@ import numpy as np
 
 from data.annotations import Annotations
 from data.errors import NotFoundError
+from data.geometry import mask_to_box
 from data.store import Project
 
 if TYPE_CHECKING:
@@ -61,12 +62,9 @@ class BoxMasks:
         n, h, w = masks.shape
         origins, crops = np.zeros((n, 2), np.int64), []
         for i in range(n):
-            ys, xs = np.nonzero(masks[i])
-            if not len(ys):
-                crops.append(np.zeros((0, 0), bool))
-                continue
-            origins[i] = xs.min(), ys.min()
-            crops.append(masks[i, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].copy())
+            x0, y0, x1, y1 = (int(v) for v in mask_to_box(masks[i]))  # zeros when empty: a 0x0 crop
+            origins[i] = x0, y0
+            crops.append(masks[i, y0:y1, x0:x1].copy())
         return cls(h, w, origins, tuple(crops))
 
     def __len__(self) -> int:
@@ -86,9 +84,6 @@ class BoxMasks:
             return out
         idx = np.arange(len(self.crops))[key]  # type: ignore[index]
         return BoxMasks(self.height, self.width, self.origins[idx], tuple(self.crops[i] for i in idx))
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self.crops)))
 
     def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
         if copy is False:
