@@ -338,14 +338,18 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             image = project.load_image(int(image_id))
             view = render.draw_annotations(image, ann, colors)
             names = project.class_names()
-            proposed = [i for i in range(len(ann)) if ann.status[i] == "proposed"]
             rows = [[int(ann.ids[i]), names.get(int(ann.class_id[i]), "?"),
                      None if np.isnan(ann.confidence[i]) else round(float(ann.confidence[i]), 3), str(ann.source[i])]
-                    for i in proposed]
+                    for i in range(len(ann)) if ann.status[i] == "proposed"]
+            return view, rows, *close_up(image, ann, colors, ann_id)
+
+        def close_up(image: np.ndarray, ann, colors: dict[int, str], ann_id: int | None):
+            """(selected proposal id, its close-up), or (None, None)."""
+            proposed = [i for i in range(len(ann)) if ann.status[i] == "proposed"]
             chosen = proposed[:1] if ann_id is None else [i for i in proposed if int(ann.ids[i]) == int(ann_id)]
             if not chosen:
-                return view, rows, None, None
-            return view, rows, int(ann.ids[chosen[0]]), render.zoom_on(image, ann, chosen[0], colors)
+                return None, None
+            return int(ann.ids[chosen[0]]), render.zoom_on(image, ann, chosen[0], colors)
 
         def refresh_review(image_id, ann_id: int | None = None):
             choices = review_images()
@@ -358,8 +362,12 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             row = evt.row_value or []
             if not row or not str(row[0]).strip().isdigit():
                 return None, None
-            _, _, sel, zoom = show_review(image_id, int(row[0]))
-            return sel, zoom
+            if image_id is None:
+                return None, None
+            # Only the close-up changes: the image view and the table stay as drawn.
+            ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))
+            colors = {c.id: c.color for c in project.classes()}
+            return close_up(project.load_image(int(image_id)), ann, colors, int(row[0]))
 
         def act(kind: str):
             def handler(image_id, ann_id, class_id=None):

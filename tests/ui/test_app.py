@@ -86,6 +86,11 @@ def test_review_selects_the_first_proposal_and_shows_it_close_up(project, fake):
         assert zoom is not None and max(zoom.shape[:2]) == 360  # the speck's box and 24 px around, enlarged
         _, _, sel2, zoom2 = _review_fn(demo, "show_review")(1, ids[1])
         assert sel2 == ids[1] and not np.array_equal(zoom, zoom2)
+        from types import SimpleNamespace
+
+        sel, zoom_row = _review_fn(demo, "pick_row")(1, SimpleNamespace(row_value=[ids[1], "x", 0.9, "anomaly"]))
+        assert sel == ids[1] and np.array_equal(zoom_row, zoom2)  # a row click: that proposal, close up
+        assert _review_fn(demo, "pick_row")(1, SimpleNamespace(row_value=["", "", "", ""])) == (None, None)
         _, _, _, _, sel, _ = _review_fn(demo, "handler", "change")(1, ids[1], 2)
         assert sel == ids[1]  # a re-classed proposal stays selected
         msg, _, _, rows, sel, _ = _review_fn(demo, "handler", "accept")(1, ids[0])
