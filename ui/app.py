@@ -373,8 +373,11 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             def handler(image_id, ann_id, class_id=None):
                 from annotate import review
 
-                if ann_id is None:
-                    raise gr.Error("Select a proposal in the table first.")
+                missing = ("Select a proposal in the table first." if ann_id is None else
+                           "Pick the new class." if kind == "change" and class_id is None else None)
+                if missing:  # a choice not made yet, not a failure: a notice, and the screen stays as it is
+                    gr.Warning(missing)
+                    return (missing, *[gr.skip()] * (len(rv_outputs) - 1))
                 try:
                     if kind == "accept":
                         res = review.accept(project, [int(ann_id)])
@@ -383,8 +386,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                         review.reject(project, [int(ann_id)])
                         msg = f"#{int(ann_id)} rejected."
                     else:
-                        if class_id is None:
-                            raise gr.Error("Pick the new class.")
                         review.change_class(project, int(ann_id), int(class_id))
                         msg = f"#{int(ann_id)} is now {project.get_class(int(class_id)).name}."
                 except StudioError as err:

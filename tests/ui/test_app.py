@@ -91,6 +91,9 @@ def test_review_selects_the_first_proposal_and_shows_it_close_up(project, fake):
         sel, zoom_row = _review_fn(demo, "pick_row")(1, SimpleNamespace(row_value=[ids[1], "x", 0.9, "anomaly"]))
         assert sel == ids[1] and np.array_equal(zoom_row, zoom2)  # a row click: that proposal, close up
         assert _review_fn(demo, "pick_row")(1, SimpleNamespace(row_value=["", "", "", ""])) == (None, None)
+        for kind, args in (("accept", (1, None)), ("change", (1, ids[1], None))):
+            msg, *rest = _review_fn(demo, "handler", kind)(*args)  # nothing chosen: a notice, no change
+            assert msg.startswith(("Select a proposal", "Pick the new class")) and len(rest) == 5
         _, _, _, _, sel, _ = _review_fn(demo, "handler", "change")(1, ids[1], 2)
         assert sel == ids[1]  # a re-classed proposal stays selected
         msg, _, _, rows, sel, _ = _review_fn(demo, "handler", "accept")(1, ids[0])
