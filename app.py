@@ -13,6 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from data.errors import StudioError
+from train.proposer import register as register_run_proposer
+
 DEFAULT_PROJECT = Path("projects/sample")
 
 # subcommand -> "module:function"; each function takes the parsed args and returns an exit code.
@@ -22,7 +25,7 @@ COMMANDS = {
     "import": "data.cli:cmd_import",
     "export": "data.cli:cmd_export",
     "stats": "data.cli:cmd_stats",
-    "models": "annotate.segmenters.cli:cmd_models",
+    "models": "train.cli:cmd_models",
     "autolabel": "annotate.proposers.cli:cmd_autolabel",
     "train": "train.cli:cmd_train",
     "runs": "train.cli:cmd_runs",
@@ -199,6 +202,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _models(p, segmenter=False)
 
 
+def wire() -> None:
+    """Connect the layers that may not import each other: a training run becomes a proposer."""
+    register_run_proposer()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
@@ -210,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     key = args.command if args.command != "bench" else f"bench {args.bench}"
     module_name, func_name = COMMANDS[key].split(":")
-
-    from data.errors import StudioError
-
+    wire()
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(args) or 0)

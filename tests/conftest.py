@@ -15,6 +15,10 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("YOLO_OFFLINE", "true")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
+import app  # noqa: E402  (after the path and the environment above)
+
+app.wire()  # as the entry point does: a training run is a proposer (``run:ID``)
+
 
 def realdata_dir() -> Path:
     """The real defect photographs (not part of the project: see README)."""

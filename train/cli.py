@@ -1,4 +1,4 @@
-"""Command-line functions: train, runs, predict, export-onnx, bench train.
+"""Command-line functions: train, runs, predict, export-onnx, bench train, models.
 
 ``app.py`` builds argparse and calls ``cmd_xxx(args) -> int``; bad input raises a
 ``StudioError`` subclass (app.py prints the one-line message and exits 2).
@@ -10,13 +10,17 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from annotate.proposers.registry import proposer_statuses
+from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
 from data.errors import InputError, StudioError
 from data.store import Project
+from runtime.status import format_table
 from train import jobs, runs
-from train.models import TrainSettings
+from train.models import TrainSettings, base_model_statuses
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -234,4 +238,27 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     report = bench.run_overhead(args) if getattr(args, "overhead", False) else bench.run_bench(args)
     print(bench.format_report(report))
     _write_json(getattr(args, "json", None), report)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Segmenters, proposers and base models, with the state of their weight files."""
+    weights, device = getattr(args, "weights_dir", None), getattr(args, "device", "auto")
+    default, reason = default_segmenter_name(weights, device)
+    sections = [
+        ("segmenter", model_statuses(weights, device)),
+        ("proposer", proposer_statuses(weights, device)),
+        ("base model", base_model_statuses(weights, device)),
+    ]
+    for title, rows in sections:
+        print(format_table(title, rows, default))
+        print()
+    print(f"default segmenter: {default}: {reason}")
+    if SPECS[default].weights is None:
+        print(f"note: '{default}' is the weight-free fallback; masks from a SAM model are better.")
+    if getattr(args, "json", None):
+        doc = {"default": default, "reason": reason,
+               "models": [asdict(r) for _, rows in sections for r in rows]}
+        text = json.dumps(doc, indent=2)
+        print(text) if args.json == "-" else Path(args.json).write_text(text)
     return 0

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data.errors import InputError, WeightsMissingError
+from runtime.status import ModelStatus
+from runtime.weights import WeightSpec, find_weights, resolve_device
+from runtime.weights import weights_dir as resolve_weights_dir
 
 Task = Literal["detect", "segment"]
 TASKS: tuple[str, ...] = ("detect", "segment")
@@ -196,8 +199,6 @@ def resolve_base_model(model: str, task: Task, weights_dir: str | None, allow_do
             return ModelChoice(str(path.resolve()), True, None)
         source = str(path.resolve()) if path.is_file() else model  # a bare name: Ultralytics' bundled yaml
         return ModelChoice(source, False, _scratch_notice(path.stem))
-    from annotate.weights import WeightSpec, find_weights
-    from annotate.weights import weights_dir as resolve_weights_dir
 
     folder = resolve_weights_dir(weights_dir)
     # min_bytes: the smallest pretrained YOLO (yolov8n.pt) is about 6 MB; anything far below is truncated.
@@ -218,12 +219,8 @@ def _scratch_notice(model: str, folder: Path | None = None) -> str:
             f"a model from scratch needs many more epochs.")
 
 
-def base_model_statuses(weights_dir: str | None = None, device: str = "auto") -> list:
+def base_model_statuses(weights_dir: str | None = None, device: str = "auto") -> list[ModelStatus]:
     """Rows for ``python app.py models``: each base model's pretrained file, or the yaml fallback."""
-    from annotate.segmenters.registry import ModelStatus
-    from annotate.weights import resolve_device
-    from annotate.weights import weights_dir as resolve_weights_dir
-
     folder = resolve_weights_dir(weights_dir)
     dev = resolve_device(device)
     rows = []

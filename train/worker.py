@@ -153,7 +153,7 @@ def _count_images(folder: Path) -> int:
 # ------------------------------------------------------------------- training
 def ultralytics_device(name: str) -> str:
     """Our device names -> Ultralytics' (``cuda`` -> ``0``)."""
-    from annotate.weights import resolve_device
+    from runtime.weights import resolve_device
 
     dev = resolve_device(name) if name in ("auto", "cpu", "cuda", "mps") else name
     return "0" if dev == "cuda" else dev.replace("cuda:", "")

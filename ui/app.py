@@ -30,6 +30,7 @@ from ui.label_api import LabelService
 from ui.label_component import label_canvas, page_value
 from ui.predict_tab import build_predict_tab
 from ui.train_tab import build_train_tab
+from train.proposer import register as register_run_proposer
 
 TITLE = "Defect Studio"
 MAX_FILE_SIZE = "512mb"
@@ -331,6 +332,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             """The image with its annotations, the proposals table, and the selected proposal with
             its close-up: ``ann_id``, or the first one when None (nothing when ``ann_id`` is no longer
             a proposal here: another session took it, and a different row must not be selected)."""
+    register_run_proposer()  # the server may be built without app.py (tests, notebooks)
             if image_id is None:
                 return None, [], None, None
             ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))

@@ -60,7 +60,7 @@ def fallback_notice(segmenter: Segmenter, weights_dir: str | None = None) -> str
 
 def _default_weights_folder() -> str:
     try:
-        from annotate.weights import weights_dir
+        from runtime.weights import weights_dir
 
         return str(weights_dir(None))
     except (ImportError, AttributeError, TypeError):

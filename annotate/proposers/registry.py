@@ -4,22 +4,25 @@ Names (stored as each proposal's ``source``):
 - ``anomaly``: weight-free, against the project's ``good`` images;
 - ``yoloworld-v2-s`` / ``-m`` / ``-l`` / ``-x`` (``yoloworld`` alone means the project's
   setting ``yoloworld_size``, default ``s``): Ultralytics YOLO-World with text prompts;
-- ``run:ID``: a training run of the project (its own classes and masks).
+- ``PREFIX:ARG`` names registered by a layer above (``run:ID``, a training run of the project,
+  registered by the wiring through :func:`register_factory`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from annotate.proposers.anomaly import AnomalyProposer, NearestClass, region_features
 from annotate.proposers.base import Proposer
+from annotate.proposers.yoloworld import CLIP_FILE, YOLOWORLD_SIZES, YoloWorldProposer, yoloworld_file
 from data.errors import InputError
+from runtime.status import ModelStatus
+from runtime.weights import resolve_device, weights_dir
 
-YOLOWORLD_SIZES = ("s", "m", "l", "x")
-CLIP_FILE = "ViT-B-32.pt"
 # Scores below these are not proposed unless --min-score says otherwise. The anomaly score is
 # 0.5 at its own seed threshold (see annotate.proposers.anomaly), so 0.5 keeps every region it finds.
 DEFAULT_MIN_SCORE = {"anomaly": 0.5, "yoloworld": 0.05, "run": 0.25}
@@ -27,10 +30,6 @@ DEFAULT_MIN_SCORE = {"anomaly": 0.5, "yoloworld": 0.05, "run": 0.25}
 MAX_REFERENCES = 12
 # Accepted annotations sampled to learn the nearest class by appearance.
 MAX_CLASS_EXAMPLES = 300
-
-
-def yoloworld_file(size: str) -> str:
-    return f"yolov8{size}-worldv2.pt"
 
 
 def is_anomaly(name: str) -> bool:
@@ -48,19 +47,34 @@ def canonical_name(name: str, project: Any = None) -> str:
     return name
 
 
+class ProposerFactory(Protocol):
+    """Proposers named ``PREFIX:ARG`` that a layer above registers (a training run: ``run:ID``)."""
+
+    #: how ``python app.py models`` lists them, e.g. ``run:ID``
+    listed_as: str
+
+    def create(self, arg: str, *, project: Any, device: str) -> Proposer: ...
+
+    def status(self, device: str) -> ModelStatus: ...
+
+
+_FACTORIES: dict[str, ProposerFactory] = {}
+
+
+def register_factory(prefix: str, factory: ProposerFactory) -> None:
+    """Make ``PREFIX:ARG`` names build proposers through ``factory`` (the wiring calls this)."""
+    _FACTORIES[prefix] = factory
+
+
 def proposer_names() -> list[str]:
-    return ["anomaly", *(f"yoloworld-v2-{s}" for s in YOLOWORLD_SIZES), "run:ID"]
+    return ["anomaly", *(f"yoloworld-v2-{s}" for s in YOLOWORLD_SIZES), *(f.listed_as for f in _FACTORIES.values())]
 
 
 def weights_folder(arg: str | os.PathLike | None) -> Path:
-    from annotate.weights import weights_dir
-
     return weights_dir(arg)
 
 
 def device_for(device: str) -> str:
-    from annotate.weights import resolve_device
-
     return resolve_device(device)
 
 
@@ -89,8 +103,6 @@ def create_proposer(
         size = name.rsplit("-", 1)[1]
         if size not in YOLOWORLD_SIZES:
             raise InputError(f"YOLO-World size '{size}' is unknown; use one of {', '.join(YOLOWORLD_SIZES)}.")
-        from annotate.proposers.yoloworld import YoloWorldProposer
-
         if vocabulary is None:
             if project is None:
                 raise InputError("YOLO-World needs class prompts: give a project or a vocabulary.")
@@ -99,12 +111,9 @@ def create_proposer(
         return YoloWorldProposer.from_weights(
             size, vocabulary, weights_folder(weights_dir), device_for(device), cache_dir=cache_dir
         )
-    if name.startswith("run:"):
-        if project is None:
-            raise InputError(f"proposer '{name}' is a training run: give --project with the run.")
-        from annotate.proposers.run import RunProposer
-
-        return RunProposer(project, name.split(":", 1)[1], device=device_for(device))
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _FACTORIES:
+        return _FACTORIES[prefix].create(rest, project=project, device=device_for(device))
     raise InputError(f"unknown proposer '{name}'; choose one of {', '.join(proposer_names())}.")
 
 
@@ -125,8 +134,6 @@ def project_vocabulary(project: Any) -> dict[int, tuple[str, ...]]:
 
 
 def _anomaly(project: Any, class_id: int | None, references: list[np.ndarray] | None) -> Proposer:
-    from annotate.proposers.anomaly import AnomalyProposer, NearestClass, region_features
-
     if references is None:
         if project is None:
             raise InputError("the anomaly proposer needs reference images or a project with 'good' images.")
@@ -161,14 +168,12 @@ def _class_examples(project: Any, featurize: Any) -> tuple[np.ndarray, np.ndarra
 
 
 # ------------------------------------------------------------------ listing
-def proposer_statuses(weights_dir: str | None = None, device: str = "auto") -> list:
-    """Rows for ``python app.py models`` (``annotate.segmenters.registry.ModelStatus``, kind ``proposer``)."""
-    from annotate.segmenters.registry import ModelStatus as ProposerStatus
-
+def proposer_statuses(weights_dir: str | None = None, device: str = "auto") -> list[ModelStatus]:
+    """Rows for ``python app.py models`` (kind ``proposer``)."""
     folder = weights_folder(weights_dir)
     dev = device_for(device)
     rows = [
-        ProposerStatus("anomaly", "proposer", "builtin", "-", "-", "cpu",
+        ModelStatus("anomaly", "proposer", "builtin", "-", "-", "cpu",
                        "weight-free: compares with the project's 'good' images"),
     ]
     clip_ok = (folder / CLIP_FILE).is_file()
@@ -177,9 +182,8 @@ def proposer_statuses(weights_dir: str | None = None, device: str = "auto") -> l
         ok = (folder / f).is_file()
         missing = [x for x, present in ((f, ok), (CLIP_FILE, clip_ok)) if not present]
         note = "text prompts per class" if not missing else f"unavailable: needs {' and '.join(missing)}"
-        rows.append(ProposerStatus(f"yoloworld-v2-{s}", "proposer", "found" if not missing else "missing",
+        rows.append(ModelStatus(f"yoloworld-v2-{s}", "proposer", "found" if not missing else "missing",
                                    f, str(folder), dev, note))
-    rows.append(ProposerStatus("run:ID", "proposer", "builtin", "-", "<project>/runs", dev,
-                               "any finished training run of the project"))
+    rows.extend(f.status(dev) for f in _FACTORIES.values())
     return rows
 

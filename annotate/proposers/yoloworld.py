@@ -21,10 +21,15 @@ import numpy as np
 
 from annotate.proposers.base import Proposer
 from data.annotations import Annotations
-from data.errors import ModelUnavailableError, WeightsMissingError
+from data.errors import InputError, ModelUnavailableError, WeightsMissingError
 
 CLIP_FILE = "ViT-B-32.pt"
 EMBED_DIM = 512
+YOLOWORLD_SIZES = ("s", "m", "l", "x")
+
+
+def yoloworld_file(size: str) -> str:
+    return f"yolov8{size}-worldv2.pt"
 
 
 def _prompt_list(vocabulary: dict[int, tuple[str, ...]]) -> tuple[list[str], np.ndarray]:
@@ -136,8 +141,6 @@ class YoloWorldProposer(Proposer):
         cls, size: str, vocabulary: dict[int, tuple[str, ...]], folder: Path, device: str = "cpu",
         cache_dir: Path | None = None,
     ) -> YoloWorldProposer:
-        from annotate.proposers.registry import yoloworld_file
-
         name = f"yoloworld-v2-{size}"
         file = yoloworld_file(size)
         missing = [f for f in (file, CLIP_FILE) if not (Path(folder) / f).is_file()]
@@ -155,8 +158,6 @@ class YoloWorldProposer(Proposer):
     def set_vocabulary(self, vocabulary: dict[int, tuple[str, ...]]) -> None:
         prompts, owners = _prompt_list(vocabulary)
         if not prompts:
-            from data.errors import InputError
-
             raise InputError("YOLO-World needs at least one text prompt; give each class a name or synonyms.")
         feats = self.text.features(prompts)
         with self._lock:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 from annotate.segmenters.base import Segmenter
-from annotate.weights import WeightSpec, find_weights, resolve_device, weight_state, weights_dir
 from data.errors import InputError, StudioError, WeightsMissingError
+from runtime.status import ModelStatus
+from runtime.weights import WeightSpec, find_weights, resolve_device, weight_state, weights_dir
 
 Family = Literal["segment-anything", "ultralytics", "classical"]
-State = Literal["found", "downloadable", "missing", "corrupt", "builtin"]
 
 _SA_URL = "https://github.com/facebookresearch/segment-anything#model-checkpoints"
 _UL_URL = "https://github.com/ultralytics/assets/releases"
@@ -75,17 +75,6 @@ def get_spec(name: str) -> SegmenterSpec:
     if spec is None:
         raise InputError(f"unknown segmenter '{name}': choose one of {', '.join(names())}")
     return spec
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    name: str
-    kind: str
-    state: State
-    filename: str
-    folder: str
-    device: str
-    note: str = ""
 
 
 def model_statuses(weights: str | Path | None = None, device: str = "auto") -> list[ModelStatus]:

@@ -125,7 +125,7 @@ def test_select_unlabeled_skips_done_and_good_images(tmp_path):
 
 
 def test_run_proposer_keeps_its_own_classes_and_masks(tmp_path, monkeypatch):
-    from annotate.proposers import run as run_mod
+    from train import proposer as run_mod
     from annotate.proposers.registry import create_proposer
 
     project = make_project(tmp_path, n=2)
@@ -222,7 +222,7 @@ def test_run_recorded_without_class_ids_still_maps_by_name(tmp_path, monkeypatch
 def test_run_proposer_predicts_on_its_device_at_its_own_floor(tmp_path, monkeypatch):
     """The proposer's device reaches the model, and it predicts at RUN_CONF (--min-score filters later)."""
     import train.predict as tp
-    from annotate.proposers.run import RUN_CONF
+    from train.proposer import RUN_CONF
 
     project = make_project(tmp_path, n=1)
     run_id = _recorded_run(project, monkeypatch, None)

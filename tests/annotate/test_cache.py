@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from annotate.cache import EmbeddingCache, embeddings_dir
-from annotate.weights import WeightSpec, find_weights, weights_dir
+from runtime.weights import WeightSpec, find_weights, weights_dir
 
 
 def _emb(v: float) -> dict:
