@@ -127,6 +127,7 @@ def gather_uploads(paths: list[Path], dest: Path) -> list[Path]:
 
 def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = None,
               import_dir: str | Path | None = None, service: LabelService | None = None) -> gr.Blocks:
+    register_run_proposer()  # the server may be built without app.py (tests, notebooks)
     service = service or LabelService(project, segmenter, weights_dir=weights_dir)
     from train import jobs
 
@@ -332,7 +333,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             """The image with its annotations, the proposals table, and the selected proposal with
             its close-up: ``ann_id``, or the first one when None (nothing when ``ann_id`` is no longer
             a proposal here: another session took it, and a different row must not be selected)."""
-    register_run_proposer()  # the server may be built without app.py (tests, notebooks)
             if image_id is None:
                 return None, [], None, None
             ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))
