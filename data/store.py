@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from data.annotations import STATUSES, Annotations
+from data.colors import PALETTE
 from data.errors import InputError, NotFoundError, ProjectError
 from data.geometry import box_to_mask, decode_rle, encode_rle
 
@@ -38,11 +39,6 @@ IMAGE_STATUSES: tuple[str, ...] = ("unlabeled", "done", "good")
 DB_NAME = "project.db"
 SCHEMA_VERSION = 1
 
-# A colour-blind-friendly palette (Okabe-Ito, then Tableau) for new classes.
-PALETTE = (
-    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
-    "#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1",
-)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
