@@ -5,6 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from data.importers import import_sources
+from data.sample import CLASSES, generate
 from data.store import Project
 
 SAMPLE_N = 50
@@ -17,14 +19,10 @@ def ensure_sample_project(root: str | Path, n: int = SAMPLE_N, seed: int = SAMPL
     It holds the synthetic bottle images (``data.sample``), the three defect classes,
     and no labels: the ground truth stays with the generator, for benchmarks.
     """
-    from data.sample import CLASSES, generate
-
     root = Path(root)
     project = Project.create(root, classes=CLASSES)
     if project.images():
         return project
-    from data.importers import import_sources
-
     with tempfile.TemporaryDirectory(prefix="sample-", dir=root / "cache") as tmp:
         generate(tmp, n=n, seed=seed)
         import_sources(project, [Path(tmp) / "images"], progress=progress)

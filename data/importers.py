@@ -39,6 +39,7 @@ from data import coco, yolo
 from data.annotations import Annotations
 from data.errors import InputError
 from data.images import MAX_FILE_BYTES, is_supported, load_for_import
+from data.names import clean_name
 from data.store import Project
 
 SOURCE = "import"
@@ -83,7 +84,7 @@ def import_sources(project: Project, sources: list[Path], progress: Progress | N
 
 def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> ImportReport:
     for name in plan.classes:
-        if project.class_by_name(" ".join(name.split())) is None:
+        if project.class_by_name(clean_name(name)) is None:
             project.add_class(name)
     class_ids = {c.name: c.id for c in project.classes()}
     imported, added = 0, 0
@@ -118,7 +119,7 @@ def _import_one(project: Project, item: _Planned, class_ids: dict[str, int], rej
     boxes = [o for o in objects if o[2] is None]
     ann = None
     if masked:
-        ann = Annotations.from_masks(np.stack([o[2] for o in masked]), [class_ids[_clean(o[0])] for o in masked],
+        ann = Annotations.from_masks(np.stack([o[2] for o in masked]), [class_ids[clean_name(o[0])] for o in masked],
                                      source=SOURCE, status="accepted")
     status = "done" if objects else "unlabeled"
     with project.transaction():  # image, masks and box-only labels in one transaction
@@ -126,13 +127,9 @@ def _import_one(project: Project, item: _Planned, class_ids: dict[str, int], rej
                                               image.ext, annotations=ann, status=status)
         if created and boxes:
             project.add_annotations(image_id, Annotations.from_boxes(
-                np.array([o[1] for o in boxes]), [class_ids[_clean(o[0])] for o in boxes],
+                np.array([o[1] for o in boxes]), [class_ids[clean_name(o[0])] for o in boxes],
                 np.full(len(boxes), np.nan), source=SOURCE, status="accepted"))
     return len(objects) if created else None
-
-
-def _clean(name: str) -> str:
-    return " ".join(str(name).split())
 
 
 # ----------------------------------------------------------------- planning

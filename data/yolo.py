@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from data.errors import InputError
-from data.geometry import merge_polygons, polygons_to_mask, rle_to_polygons
+from data.geometry import mask_to_box, merge_polygons, polygons_to_mask, rle_to_polygons
 
 PRECISION = 6
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
@@ -66,8 +66,7 @@ def parse_line(line: str, n_classes: int, height: int, width: int) -> YoloObject
     mask = polygons_to_mask([poly], height, width)
     if not mask.any():
         raise InputError("empty mask (the polygon covers no pixel).")
-    ys, xs = np.nonzero(mask)
-    return YoloObject(cls, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)), mask)
+    return YoloObject(cls, tuple(float(v) for v in mask_to_box(mask)), mask)
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from annotate import review
 from annotate.segmenters.base import Prompt, Segmenter
+from annotate.segmenters.prefetch import Prefetcher
+from annotate.segmenters.registry import default_segmenter_name
 from data.annotations import Annotations
 from data.errors import InputError, NotFoundError, StudioError
-from data.geometry import mask_to_polygons, polygons_to_mask
+from data.geometry import mask_to_box, mask_to_polygons, polygons_to_mask
 from data.store import Project
+from runtime.weights import weights_dir as default_weights_dir
 from ui.sessions import LabelSession, Pending, SessionStore, Undo
 
 MANUAL = "manual"
@@ -45,26 +49,15 @@ def fallback_notice(segmenter: Segmenter, weights_dir: str | None = None) -> str
         return ""
     try:
         # The same recommendation as 'python app.py models' and 'serve' (one source: the registry).
-        from annotate.segmenters.registry import default_segmenter_name
-
         _, reason = default_segmenter_name(weights_dir, getattr(segmenter, "device", "auto") or "auto")
-    except (ImportError, StudioError, OSError):
+    except (StudioError, OSError):
         reason = ""
     if "put '" in reason:
         return f"{reason} (see 'python app.py models')"
     # SAM weights are present but this fallback was chosen explicitly.
-    folder = weights_dir or _default_weights_folder()
+    folder = weights_dir or str(default_weights_dir(None))
     return (f"weight-free classical segmenter chosen; SAM weights are in {folder}: start with --segmenter NAME "
             f"to use one (see 'python app.py models')")
-
-
-def _default_weights_folder() -> str:
-    try:
-        from runtime.weights import weights_dir
-
-        return str(weights_dir(None))
-    except (ImportError, AttributeError, TypeError):
-        return "the weights folder (--weights-dir or DEFECT_STUDIO_WEIGHTS)"
 
 
 # --------------------------------------------------------------- encodings
@@ -81,17 +74,16 @@ def image_data_url(rgb: np.ndarray) -> str:
 
 def mask_payload(mask: np.ndarray) -> dict[str, Any] | None:
     """A mask as its box, a transparent PNG of the box crop (white where set) and its outline."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    if not mask.any():
         return None
-    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
     crop = mask[y0:y1, x0:x1].astype(np.uint8) * 255
     bgra = np.dstack([crop, crop, crop, crop])
     ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     outline = [(c.reshape(-1, 2) + (x0, y0)).astype(int).ravel().tolist() for c in contours if len(c) >= 2]
     return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "png": _b64(buf) if ok else "", "outline": outline,
-            "area": int(len(xs))}
+            "area": int(np.count_nonzero(crop))}
 
 
 def _num(v: Any, name: str) -> float:
@@ -122,8 +114,6 @@ class LabelService:
         self.notice = fallback_notice(segmenter, weights_dir)
         self._prefetcher = None
         if prefetch:
-            from annotate.segmenters.prefetch import Prefetcher
-
             self._prefetcher = Prefetcher(segmenter)
 
     def close(self) -> None:
@@ -412,8 +402,6 @@ class LabelService:
         s = self._session(token)
         with s.lock:
             aid, _ = self._own_annotation(s, ann_id)
-            from annotate import review
-
             if status == "accepted":
                 review.accept(self.project, [aid])
             elif status == "rejected":

@@ -37,6 +37,7 @@ the ring around, size, elongation).
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -283,12 +284,9 @@ class AnomalyModel:
 
 def _masked_median(stack: np.ndarray, ok: np.ndarray) -> np.ndarray:
     data = np.where(ok[..., None], stack, np.nan) if stack.ndim == 4 else np.where(ok, stack, np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: not covered
-            med = np.nanmedian(data, axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: not covered
+        med = np.nanmedian(data, axis=0)
     return np.nan_to_num(med, nan=0.0).astype(np.float32)
 
 

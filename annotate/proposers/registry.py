@@ -20,6 +20,7 @@ from annotate.proposers.anomaly import AnomalyProposer, NearestClass, region_fea
 from annotate.proposers.base import Proposer
 from annotate.proposers.yoloworld import CLIP_FILE, YOLOWORLD_SIZES, YoloWorldProposer, yoloworld_file
 from data.errors import InputError
+from data.names import clean_name
 from runtime.status import ModelStatus
 from runtime.weights import resolve_device, weights_dir
 
@@ -124,7 +125,7 @@ def project_vocabulary(project: Any) -> dict[int, tuple[str, ...]]:
         words = [c.name.replace("_", " "), *c.prompts]
         seen: list[str] = []
         for w in words:
-            w = " ".join(w.split())
+            w = clean_name(w)
             if w and w not in seen:
                 seen.append(w)
         vocab[c.id] = tuple(seen)

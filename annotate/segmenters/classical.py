@@ -77,6 +77,7 @@ import cv2
 import numpy as np
 
 from annotate.segmenters.base import Prediction, Prompt, Segmenter
+from data.geometry import mask_to_box
 
 # Window sides tried around a lone click, smallest first (pixels).
 _CLICK_WINDOWS = (24, 48, 96, 192, 384, 768)
@@ -236,8 +237,7 @@ def _sweep(
     gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1)
     grad = np.sqrt(gx * gx + gy * gy)
-    ys, xs = np.nonzero(inner)
-    iy0, iy1, ix0, ix1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    ix0, iy0, ix1, iy1 = (int(v) for v in mask_to_box(inner))
     # The inner box's own edge is not a defect edge: leave it out of the boundary score.
     interior = np.zeros_like(inner)
     interior[iy0 + 1 : iy1 - 1, ix0 + 1 : ix1 - 1] = True
@@ -575,8 +575,7 @@ def _colour_first_click(bgr: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tu
 
 def _mask_box(m: np.ndarray, pad: int, h: int, w: int) -> tuple[int, int, int, int]:
     """The bounding box of ``m`` grown by ``pad`` pixels, clipped to the image."""
-    ys, xs = np.nonzero(m)
-    return _clip_box(np.array([xs.min() - pad, ys.min() - pad, xs.max() + 1 + pad, ys.max() + 1 + pad]), h, w)
+    return _clip_box(mask_to_box(m) + np.array([-pad, -pad, pad, pad]), h, w)
 
 
 def _snap(

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from annotate.cache import DEFAULT_MAX_BYTES, EmbeddingCache
 from annotate.segmenters.base import Segmenter
+from annotate.segmenters.classical import ClassicalSegmenter
+from annotate.segmenters.sam import SamSegmenter, build_sam
+from annotate.segmenters.ultralytics_sam import UltralyticsSamSegmenter, build_model
 from data.errors import InputError, StudioError, WeightsMissingError
 from runtime.status import ModelStatus
 from runtime.weights import WeightSpec, find_weights, resolve_device, weight_state, weights_dir
@@ -131,12 +135,8 @@ def create_segmenter(
         name = default_segmenter_name(weights, device)[0]
     spec = get_spec(name)
     if spec.family == "classical":
-        from annotate.segmenters.classical import ClassicalSegmenter
-
         return ClassicalSegmenter()
     dev = resolve_device(device)
-    from annotate.cache import DEFAULT_MAX_BYTES, EmbeddingCache
-
     cache = EmbeddingCache(name, cache_bytes or DEFAULT_MAX_BYTES, cache_dir)
     ckpt = None
     if not random_init:
@@ -144,12 +144,8 @@ def create_segmenter(
         ckpt = str(find_weights(spec.weights, weights_dir(weights), model=name))
     try:
         if spec.family == "segment-anything":
-            from annotate.segmenters.sam import SamSegmenter, build_sam
-
             seg = SamSegmenter(name, build_sam(spec.variant, ckpt), dev, cache)
         else:
-            from annotate.segmenters.ultralytics_sam import UltralyticsSamSegmenter, build_model
-
             seg = UltralyticsSamSegmenter(name, build_model(name, ckpt), dev, sam2=name.startswith("sam2"),
                                           cache=cache)
     except (StudioError, ImportError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import abstractmethod
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -197,7 +198,6 @@ def build_tiny_sam() -> Any:
     low-res logits, so prompt encoding, coordinate transforms (longest side resized, padded)
     and post-processing run the production code, at a fraction of the cost.
     """
-    from functools import partial
 
     import torch
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
