@@ -219,3 +219,78 @@ def test_the_walk_sees_imports_inside_functions_and_importlib(tmp_path):
     modules = module_files()
     names = {name for name, _ in _imported_names("data.fake", REPO / "data" / "fake.py", tree, modules)}
     assert {"ui.cli", "train.jobs", "bench.cli"} <= names
+
+
+# Packages that ``python app.py --help`` must not load: imported where they are used, inside the
+# function. Everything else (the standard library, numpy, cv2, yaml, the project's light modules)
+# is imported at the top of the file, where a reader sees it.
+HEAVY = {"torch", "torchvision", "ultralytics", "gradio", "segment_anything", "clip", "playwright", "onnx",
+         "onnxruntime", "onnxslim", "scipy", "matplotlib", "pandas"}
+
+
+def _top_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Imports that run when the module is imported (module body, ``if``/``try`` blocks at top)."""
+    out: list[ast.Import | ast.ImportFrom] = []
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.append(node)
+        elif isinstance(node, ast.If) and not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+            todo += node.body + node.orelse
+        elif isinstance(node, ast.Try):
+            todo += node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body]
+    return out
+
+
+def heavy_modules() -> set[str]:
+    """Project modules whose import loads a heavy package, directly or through other project modules."""
+    modules = module_files()
+    direct: dict[str, set[str]] = {}
+    heavy: set[str] = set()
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        deps = set()
+        for node in _top_level_imports(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names += [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                if name.split(".")[0] in HEAVY:
+                    heavy.add(module)
+                target = _resolve(name, modules)
+                if target and target != module:
+                    deps.add(target)
+        direct[module] = deps
+    changed = True
+    while changed:
+        changed = False
+        for module, deps in direct.items():
+            if module not in heavy and deps & heavy:
+                heavy.add(module)
+                changed = True
+    return heavy
+
+
+def test_imports_sit_at_the_top_except_heavy_ones():
+    modules = module_files()
+    heavy = heavy_modules()
+    wrong = []
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    subs = [f"{node.module}.{a.name}" for a in node.names]
+                    names = [s for s in subs if s in modules] or names
+                for name in names:
+                    target = _resolve(name, modules)
+                    ok = name.split(".")[0] in HEAVY if target is None else target in heavy
+                    if not ok:
+                        wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert not wrong, "imports inside functions that belong at the top of the file:\n" + "\n".join(sorted(set(wrong)))
