@@ -30,11 +30,11 @@ COMMANDS = {
     "train": "train.cli:cmd_train",
     "runs": "train.cli:cmd_runs",
     "predict": "train.cli:cmd_predict",
-    "bench clicks": "annotate.segmenters.cli:cmd_bench_clicks",
-    "bench proposals": "annotate.proposers.cli:cmd_bench_proposals",
-    "bench export": "data.cli:cmd_bench_export",
-    "bench train": "train.cli:cmd_bench_train",
-    "bench ui": "ui.cli:cmd_bench_ui",
+    "bench clicks": "bench.cli:cmd_bench_clicks",
+    "bench proposals": "bench.cli:cmd_bench_proposals",
+    "bench export": "bench.cli:cmd_bench_export",
+    "bench train": "bench.cli:cmd_bench_train",
+    "bench ui": "bench.cli:cmd_bench_ui",
 }
 
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt", type=Path, required=True, metavar="FILE", help="COCO ground truth")
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--random-init", action="store_true", help="SAM backends with random weights (latency only)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instances")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (with instances)")
     _models(p)
     _json(p)
 

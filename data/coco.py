@@ -5,6 +5,11 @@ RLE) or a box-only annotation, or a reason why it was rejected. Writing produces
 polygons by default (holes filled, one polygon per part) or compressed RLE, ``area``
 from the mask, image and annotation ids from 1, and category ids ``1..K`` in project
 class order (stated in the file's ``info``).
+
+Every COCO file the project writes is made here: exports (:func:`dataset_to_coco`), the
+sample's ground truth (:func:`ground_truth_annotation`, :func:`write_ground_truth`) and
+detection results (:func:`result_to_coco`, :func:`write_results`); every RLE goes through
+``data.geometry.encode_rle``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -21,6 +27,7 @@ from data.errors import InputError
 from data.geometry import (
     box_to_mask,
     decode_rle,
+    encode_rle,
     mask_to_box,
     masks_to_boxes,
     polygons_to_mask,
@@ -149,6 +156,13 @@ def image_to_coco(image_id: int, file_name: str, width: int, height: int) -> dic
     return {"id": image_id, "file_name": file_name, "width": width, "height": height}
 
 
+def categories_to_coco(class_names: list[str] | tuple[str, ...], supercategory: str | None = "defect") -> list[dict]:
+    """Category ids ``1..K`` in ``class_names`` order (``supercategory`` None: id and name only)."""
+    if supercategory is None:
+        return [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+    return [{"id": i + 1, "name": name, "supercategory": supercategory} for i, name in enumerate(class_names)]
+
+
 def dataset_to_coco(images: list[dict], annotations: list[dict], class_names: list[str]) -> dict:
     return {
         "info": {
@@ -156,9 +170,7 @@ def dataset_to_coco(images: list[dict], annotations: list[dict], class_names: li
             "version": "1",
         },
         "licenses": [],
-        "categories": [
-            {"id": i + 1, "name": name, "supercategory": "defect"} for i, name in enumerate(class_names)
-        ],
+        "categories": categories_to_coco(class_names),
         "images": images,
         "annotations": annotations,
     }
@@ -167,6 +179,58 @@ def dataset_to_coco(images: list[dict], annotations: list[dict], class_names: li
 def dumps(doc: dict) -> bytes:
     """Deterministic JSON: sorted keys, no whitespace variance."""
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# ---------------------------------------------------------------- ground truth files
+def ground_truth_annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray) -> dict:
+    """One ground-truth instance: compressed RLE, and integer ``area`` and ``bbox`` from the mask."""
+    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": encode_rle(mask),
+        "area": int(mask.sum()),
+        "bbox": [x0, y0, x1 - x0, y1 - y0],
+        "iscrowd": 0,
+    }
+
+
+def ground_truth_to_coco(info: dict, images: list[dict], annotations: list[dict],
+                         class_names: list[str] | tuple[str, ...]) -> dict:
+    """A ground-truth instances file (the sample's): ``info`` as given, categories ``1..K``."""
+    return {"info": info, "images": images, "annotations": annotations, "categories": categories_to_coco(class_names)}
+
+
+def write_ground_truth(path: str | Path, doc: dict) -> None:
+    """Write a ground-truth document as the sample has always written it (indent 1, sorted keys)."""
+    Path(path).write_text(json.dumps(doc, indent=1, sort_keys=True), encoding="utf-8")
+
+
+# ---------------------------------------------------------------- detection results
+def result_to_coco(image_id: int, category_id: int, xyxy: Any, score: float, mask: np.ndarray | None = None,
+                   rounded: bool = False) -> dict:
+    """One detection in COCO results form (``loadRes``): XYWH ``bbox``, ``score``, RLE ``segmentation``
+    when there is a mask. ``rounded``: bbox to 0.01 px and score to 5 decimals (files users read)."""
+    x0, y0, x1, y1 = (float(v) for v in xyxy)
+    bbox = [x0, y0, x1 - x0, y1 - y0]
+    score = float(score)
+    if rounded:
+        bbox = [round(v, 2) for v in bbox]
+        score = round(score, 5)
+    item: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "bbox": bbox, "score": score}
+    if mask is not None:
+        item["segmentation"] = encode_rle(mask)
+    return item
+
+
+def write_results(out_dir: str | Path, images: list[dict], results: list[dict],
+                  class_names: list[str] | tuple[str, ...]) -> None:
+    """``results.json`` (the detections) and ``images.json`` (images and categories ``1..K``) in ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    index = {"images": images, "categories": categories_to_coco(class_names, supercategory=None)}
+    (out_dir / "images.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- ground truth for benchmarks
@@ -230,8 +294,6 @@ def read_ground_truth(images_dir: str | Path, gt_path: str | Path) -> list[Groun
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """An image file as RGB uint8 (for benchmarks reading ground-truth folders)."""
-    import cv2
-
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise InputError(f"cannot read image {path}.")

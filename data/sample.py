@@ -20,7 +20,6 @@ to what is drawn, or to the order in which random numbers are drawn, must bump
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -33,8 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.coco import ground_truth_annotation, ground_truth_to_coco, image_to_coco, write_ground_truth
 from data.errors import InputError
-from data.geometry import encode_rle, mask_to_box
+from data.geometry import mask_to_box
 
 GENERATOR_VERSION = "1.0.0"
 CLASSES = ("broken_large", "broken_small", "contamination")
@@ -483,19 +483,6 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     path.write_bytes(buf.tobytes())
 
 
-def _annotation(ann_id: int, image_id: int, cls: str, mask: np.ndarray) -> dict:
-    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": CLASSES.index(cls) + 1,
-        "segmentation": encode_rle(mask),
-        "area": int(mask.sum()),
-        "bbox": [x0, y0, x1 - x0, y1 - y0],
-        "iscrowd": 0,
-    }
-
-
 def generate(
     out_dir: str | Path,
     n: int = 50,
@@ -520,7 +507,7 @@ def generate(
     try:
         (tmp / "images").mkdir()
         coco, stats, counts = _render_all(tmp / "images", n, seed, progress)
-        (tmp / "ground_truth.json").write_text(json.dumps(coco, indent=1, sort_keys=True), encoding="utf-8")
+        write_ground_truth(tmp / "ground_truth.json", coco)
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
         for image in coco["images"]:
             os.replace(tmp / "images" / image["file_name"], out_dir / "images" / image["file_name"])
@@ -547,12 +534,8 @@ def generate(
 def _render_all(
     image_dir: Path, n: int, seed: int, progress: Callable[[int, int], None] | None
 ) -> tuple[dict, _ThresholdStats, dict[str, int]]:
-    coco: dict = {
-        "info": {"description": _DESCRIPTION, "version": GENERATOR_VERSION, "seed": seed},
-        "images": [],
-        "annotations": [],
-        "categories": [{"id": i + 1, "name": c, "supercategory": "defect"} for i, c in enumerate(CLASSES)],
-    }
+    coco = ground_truth_to_coco({"description": _DESCRIPTION, "version": GENERATOR_VERSION, "seed": seed}, [], [],
+                                CLASSES)
     stats = _ThresholdStats()
     counts = {c: 0 for c in CLASSES}
     for i in range(n):
@@ -561,10 +544,11 @@ def _render_all(
         name = f"bottle_{i:03d}.png"
         _write_png(image_dir / name, rgb)
         image_id = i + 1
-        coco["images"].append({"id": image_id, "file_name": name, "width": SIZE, "height": SIZE})
+        coco["images"].append(image_to_coco(image_id, name, SIZE, SIZE))
         union = np.zeros((SIZE, SIZE), dtype=bool)
         for cls, mask in instances:
-            coco["annotations"].append(_annotation(len(coco["annotations"]) + 1, image_id, cls, mask))
+            ann_id = len(coco["annotations"]) + 1
+            coco["annotations"].append(ground_truth_annotation(ann_id, image_id, CLASSES.index(cls) + 1, mask))
             counts[cls] += 1
             union |= mask
         stats.add(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), union)

@@ -1,4 +1,4 @@
-"""Command-line functions: train, runs, predict, export-onnx, bench train, models.
+"""Command-line functions: train, runs, predict, export-onnx, models (``bench train`` is in ``bench.cli``).
 
 ``app.py`` builds argparse and calls ``cmd_xxx(args) -> int``; bad input raises a
 ``StudioError`` subclass (app.py prints the one-line message and exits 2).
@@ -7,19 +7,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import cv2
+from tqdm import tqdm
+
 from annotate.proposers.registry import proposer_statuses
 from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
+from data.coco import image_to_coco, result_to_coco, write_results
 from data.errors import InputError, StudioError
+from data.jsonout import write_json
 from data.store import Project
 from runtime.status import format_table
-from train import jobs, runs
+from train import jobs, predict, runs
 from train.models import TrainSettings, base_model_statuses
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -136,7 +140,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
     if not rows:
         print("(no runs yet: start one with 'python app.py train --project DIR')")
-    _write_json(getattr(args, "json", None), [runs.as_dict(r) for r in jobs.list_runs(project)])
+    write_json([runs.as_dict(r) for r in jobs.list_runs(project)], getattr(args, "json", None))
     return 0
 
 
@@ -144,17 +148,6 @@ def _cell(v: Any) -> str:
     if v is None:
         return "-"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def _write_json(target: str | None, doc: Any) -> None:
-    if not target:
-        return
-    text = json.dumps(doc, indent=2, sort_keys=True, default=str)
-    if target == "-":
-        print(text)
-    else:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(text + "\n", encoding="utf-8")
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
@@ -166,11 +159,6 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Rendered images and COCO results (``results.json`` + ``images.json``) for a file or folder."""
-    import cv2
-    from pycocotools import mask as mask_utils
-
-    from train import predict
-
     project = Project(args.project)
     source = Path(args.source)
     files = _image_files(source)
@@ -189,30 +177,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         total_ms += raw.inference_ms
         shown = predict.render(rgb, raw, colors)
         cv2.imwrite(str(out / f"{path.stem}_pred.png"), cv2.cvtColor(shown.image, cv2.COLOR_RGB2BGR))
-        images.append({"id": image_id, "file_name": str(path), "width": raw.width, "height": raw.height})
-        results.extend(coco_results(raw, image_id, mask_utils))
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(pred.names)]
-    (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    (out / "images.json").write_text(json.dumps({"images": images, "categories": categories}, indent=1), encoding="utf-8")
+        images.append(image_to_coco(image_id, str(path), raw.width, raw.height))
+        results.extend(coco_results(raw, image_id))
+    write_results(out, images, results, pred.names)
     print(f"{len(images)} images, {len(results)} detections, {total_ms / max(len(images), 1):.0f} ms/image -> {out}")
     return 0
 
 
-def coco_results(raw: Any, image_id: int, mask_utils: Any) -> list[dict[str, Any]]:
-    """COCO detection results; category ids are model class index + 1 (as in images.json)."""
-    import numpy as np
-
-    out = []
-    for i in range(len(raw)):
-        x0, y0, x1, y1 = (float(v) for v in raw.xyxy[i])
-        item = {"image_id": image_id, "category_id": int(raw.classes[i]) + 1,
-                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                "score": round(float(raw.scores[i]), 5)}
-        if raw.masks is not None:
-            rle = mask_utils.encode(np.asfortranarray(raw.masks[i].astype(np.uint8)))
-            item["segmentation"] = {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-        out.append(item)
-    return out
+def coco_results(raw: predict.RawPrediction, image_id: int) -> list[dict[str, Any]]:
+    """COCO detection results, rounded; category ids are model class index + 1 (as in images.json)."""
+    return [result_to_coco(image_id, int(raw.classes[i]) + 1, raw.xyxy[i], raw.scores[i],
+                           None if raw.masks is None else raw.masks[i], rounded=True) for i in range(len(raw))]
 
 
 def _image_files(source: Path) -> list[Path]:
@@ -227,18 +202,7 @@ def _image_files(source: Path) -> list[Path]:
 
 
 def _progress(items: list, desc: str) -> Any:
-    from tqdm import tqdm
-
     return tqdm(items, desc=desc, file=sys.stderr, leave=False)
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    from train import bench
-
-    report = bench.run_overhead(args) if getattr(args, "overhead", False) else bench.run_bench(args)
-    print(bench.format_report(report))
-    _write_json(getattr(args, "json", None), report)
-    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -257,8 +221,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     if SPECS[default].weights is None:
         print(f"note: '{default}' is the weight-free fallback; masks from a SAM model are better.")
     if getattr(args, "json", None):
-        doc = {"default": default, "reason": reason,
-               "models": [asdict(r) for _, rows in sections for r in rows]}
-        text = json.dumps(doc, indent=2)
-        print(text) if args.json == "-" else Path(args.json).write_text(text)
+        write_json({"default": default, "reason": reason,
+                    "models": [asdict(r) for _, rows in sections for r in rows]}, args.json)
     return 0

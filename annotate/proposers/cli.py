@@ -1,4 +1,4 @@
-"""Command-line entry points: ``autolabel`` and ``bench proposals`` (app.py wires argparse here)."""
+"""Command-line entry point of ``autolabel`` (app.py wires argparse here; ``bench proposals`` is in ``bench.cli``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import sys
 import threading
 from pathlib import Path
 
+from tqdm import tqdm
+
+from annotate.autolabel import autolabel, format_report
+from annotate.cache import embeddings_dir
+from annotate.proposers.registry import DEFAULT_MIN_SCORE, canonical_name, create_proposer
+from annotate.segmenters.registry import create_segmenter
 from data.errors import InputError
+from data.store import Project
 
 
 def add_autolabel_args(p: argparse.ArgumentParser) -> None:
@@ -25,30 +32,11 @@ def add_autolabel_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
 
 
-def add_bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, help="folder of the ground-truth images")
-    p.add_argument("--gt", required=True, help="COCO ground truth")
-    p.add_argument("--proposer", required=True, help="anomaly, yoloworld-s|-m|-l|-x or run:ID (with --project)")
-    p.add_argument("--good", type=int, default=5, help="anomaly: defect-free reference images (not scored)")
-    p.add_argument("--min-score", type=float, default=None, help="fixed before the run (default: the proposer's)")
-    p.add_argument("--segmenter", default=None, help="masks from this segmenter instead of the proposer's")
-    p.add_argument("--project", default=None, help="project holding the run (for run:ID)")
-    p.add_argument("--weights-dir", default=None)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--json", default=None, help="write the results as JSON to this file")
-
-
-def _bar(total: int, desc: str):
-    from tqdm import tqdm
-
+def _bar(total: int, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, file=sys.stderr, unit="img", leave=False)
 
 
 def cmd_autolabel(args: argparse.Namespace) -> int:
-    from annotate.autolabel import autolabel, format_report
-    from annotate.proposers.registry import DEFAULT_MIN_SCORE, canonical_name, create_proposer
-    from data.store import Project
-
     project = Project(args.project)
     class_id = None
     if getattr(args, "class_name", None):
@@ -62,8 +50,6 @@ def cmd_autolabel(args: argparse.Namespace) -> int:
                                class_id=class_id)
     segmenter = None
     if args.segmenter:
-        from annotate.segmenters.registry import create_segmenter
-
         segmenter = create_segmenter(args.segmenter, weights=args.weights_dir, device=args.device,
                                      cache_dir=_embeddings_dir(project))
     min_score = args.min_score
@@ -95,34 +81,5 @@ def cmd_autolabel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_proposals(args: argparse.Namespace) -> int:
-    from annotate.bench_proposals import bench_proposals, format_report
-    from data.store import atomic_write_text
-
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = _bar(total, "bench proposals")
-        bar.update(done - bar.n)
-
-    try:
-        result = bench_proposals(
-            args.images, args.gt, args.proposer, good=args.good, min_score=args.min_score,
-            segmenter_name=args.segmenter, weights_dir=args.weights_dir, device=args.device,
-            project=args.project, progress=progress,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    print(format_report(result))
-    if args.json:
-        atomic_write_text(Path(args.json), result.to_json())
-    return 0
-
-
-def _embeddings_dir(project) -> Path:
-    from annotate.cache import embeddings_dir
-
+def _embeddings_dir(project: Project) -> Path:
     return embeddings_dir(project.root)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotate.bench_proposals import match
 from annotate.proposers.anomaly import AnomalyProposer, NearestClass, region_features
+from bench.coco_eval import match
 from data.errors import InputError
 from data.geometry import mask_iou, masks_to_boxes
 from data.sample import render_image
@@ -79,29 +79,6 @@ def test_nearest_class_by_appearance():
     m = np.zeros((100, 100), bool)
     m[40:55, 40:55] = True
     assert clf.predict(region_features(probe, m)) == 1
-
-
-def test_bench_cli_on_a_small_sample(tmp_path, capsys):
-    import argparse
-    import json
-
-    from annotate.proposers.cli import cmd_bench_proposals
-    from data.sample import generate
-
-    generate(tmp_path / "s", n=8, seed=0)
-    args = argparse.Namespace(
-        images=str(tmp_path / "s" / "images"), gt=str(tmp_path / "s" / "ground_truth.json"), proposer="anomaly",
-        good=2, min_score=None, segmenter=None, project=None, weights_dir=None, device="cpu",
-        json=str(tmp_path / "r.json"),
-    )
-    assert cmd_bench_proposals(args) == 0
-    out = capsys.readouterr().out
-    assert "references (not scored): bottle_002.png, bottle_005.png" in out
-    doc = json.loads((tmp_path / "r.json").read_text())
-    assert doc["images_scored"] == 6 and doc["overall"]["n_gt"] > 0 and doc["min_score"] == 0.5
-    assert 0 <= doc["overall"]["recall"] <= 1 and doc["images_per_s"] > 0
-    with pytest.raises(InputError, match="--good 9"):
-        cmd_bench_proposals(argparse.Namespace(**{**vars(args), "good": 9}))
 
 
 def _striped(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

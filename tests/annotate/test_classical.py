@@ -89,7 +89,7 @@ def _render(seed: int, kind: str):
 
 @pytest.mark.parametrize("seed,kind", [(11, "broken_large"), (12, "contamination")])
 def test_click_path_reaches_080_within_4_clicks(seed, kind):
-    from annotate.bench_clicks import run_clicks
+    from bench.clicks import run_clicks
 
     rgb, gt = _render(seed, kind)
     seg = ClassicalSegmenter()
@@ -125,7 +125,7 @@ def _crack_image(seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_grey_refinement_on_thin_crack_reaches_half_within_5_clicks():
-    from annotate.bench_clicks import run_clicks
+    from bench.clicks import run_clicks
 
     rgb, gt = _crack_image()
     seg = ClassicalSegmenter()

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from annotate.bench_clicks import box_of, load_gt, run_clicks
 from annotate.segmenters.base import Prompt
 from annotate.segmenters.classical import ClassicalSegmenter
+from bench.clicks import load_gt, run_clicks
 from data.coco import read_rgb
 from data.geometry import mask_iou
+from data.geometry import mask_to_box as box_of
 
 
 def test_classical_on_real_defects_box_and_five_clicks(realdata):

@@ -236,7 +236,7 @@ def test_registry_import_is_lazy():
     import subprocess
     import sys
 
-    code = "import sys, annotate.segmenters.registry, annotate.segmenters.cli; print('torch' in sys.modules)"
+    code = "import sys, annotate.segmenters.registry, bench.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

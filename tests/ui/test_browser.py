@@ -26,11 +26,11 @@ SHOTS = os.environ.get("DEFECT_STUDIO_SCREENSHOTS")
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from annotate.segmenters.classical import ClassicalSegmenter
+    from bench.ui import bench_project
     from ui.app import build_app
     from ui.browser import chromium, serve
-    from ui.cli import _bench_project
 
-    project, points = _bench_project(tmp_path_factory.mktemp("ui"), n=6)
+    project, points = bench_project(tmp_path_factory.mktemp("ui"), n=6)
     by_name = {Path(r.name).name: r.id for r in project.images()}
     targets = {by_name[n]: ps for n, ps in points.items() if n in by_name}
     demo = build_app(project, ClassicalSegmenter())

@@ -19,7 +19,6 @@ embedding.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -28,11 +27,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from annotate.segmenters.base import Prompt, Segmenter
+from annotate.segmenters.prefetch import Prefetcher
 from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
-from data.geometry import mask_iou
+from data.geometry import mask_iou, mask_to_box
+from data.jsonout import dumps
 
 IOU_THRESHOLDS = (0.85, 0.90)
 MIOU_AT = (1, 3, 5)
@@ -121,11 +123,6 @@ def run_clicks(
 
 
 # ------------------------------------------------------------------ baselines
-def box_of(gt: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(gt)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
-
-
 def filled_box_mask(shape: tuple[int, int], box: np.ndarray) -> np.ndarray:
     m = np.zeros(shape, dtype=bool)
     x0, y0, x1, y1 = (int(round(v)) for v in box)
@@ -192,7 +189,7 @@ class BenchReport:
     per_instance: list[dict]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return dumps(asdict(self))
 
 
 def _baseline_summary(ious: list[float], max_clicks: int) -> dict[str, float]:
@@ -224,7 +221,7 @@ def _bench_image(
         if gt.shape != rgb.shape[:2]:
             raise InputError(f"{im.file_name}: mask {gt.shape} does not match image {rgb.shape[:2]}")
         ious = run_clicks(seg, key, gt, max_clicks, click_ms, bare_ms)
-        box = box_of(gt)
+        box = mask_to_box(gt)  # the GT box prompt (load_gt keeps non-empty masks only)
         box_pred = seg.predict(key, Prompt.make(box=box)).masks[0]
         results.append(
             InstanceResult(
@@ -250,10 +247,6 @@ def run_bench(
     random_weights: bool = False,
     progress: bool = True,
 ) -> BenchReport:
-    from tqdm import tqdm
-
-    from annotate.segmenters.prefetch import Prefetcher
-
     enc_ms: list[float] = []
     click_ms: list[float] = []
     bare_ms: list[float] = []

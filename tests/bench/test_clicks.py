@@ -5,8 +5,8 @@ import json
 import cv2
 import numpy as np
 
-from annotate.bench_clicks import load_gt, next_click, noc, run_bench
 from annotate.segmenters.classical import ClassicalSegmenter
+from bench.clicks import load_gt, next_click, noc, run_bench
 from data.geometry import encode_rle
 from tests.annotate.conftest import blob_image
 

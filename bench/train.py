@@ -4,10 +4,12 @@
   ``seed``, test images from ``seed + 1000``), import with ground truth (images
   without instances marked ``good``: backgrounds), train a segment model from its
   yaml (no pretrained weights) through the app's job path within the budget, then
-  predict the test images and score them with pycocotools (bbox and segm).
+  predict the test images and score them with pycocotools (bbox and segm, through
+  ``bench.coco_eval``).
 - :func:`run_overhead`: seconds per epoch over 3 epochs through the app's job
   path against a bare ``YOLO(yaml).train`` with the same arguments on the same
-  export, each in a fresh process; both read from Ultralytics' ``results.csv``.
+  export, each in a fresh process (the bare one is ``python -m bench.bare_train``, which
+  imports nothing of the project); both read from Ultralytics' ``results.csv``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import csv
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,9 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from bench.coco_eval import coco_scores, load_coco_gt
+from data.coco import read_rgb, result_to_coco
+from data.export import export_project
+from data.importers import import_sources
+from data.sample import generate
 from data.store import Project
 from train import jobs
+from train.cli import follow
 from train.models import TrainSettings, ultralytics_args
+from train.predict import RAW_CONF, RAW_IOU, predictor_for, to_annotations
 
 # Chosen on the sample data (see the report in the module's issue note): chips of
 # ~18 px at 900 px stay ~9 px wide at 448; 1 optimizer step per batch (nbs = batch)
@@ -48,9 +58,6 @@ EVAL_RESERVE_S = 75.0  # final validation, prediction on the test set and COCOev
 
 
 def _sample_project(root: Path, n_train: int, seed: int) -> tuple[Project, Path]:
-    from data.importers import import_sources
-    from data.sample import generate
-
     src = root / "train_src"
     generate(src, n_train, seed=seed)
     project = Project.create(root / "project")
@@ -62,8 +69,6 @@ def _sample_project(root: Path, n_train: int, seed: int) -> tuple[Project, Path]
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from data.sample import generate
-
     t0 = time.time()
     budget_s = float(getattr(args, "budget_min", 15.0)) * 60
     seed = int(getattr(args, "seed", 0) or 0)
@@ -80,8 +85,6 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             val_fraction=0.1, workers=2, time_hours=max(remaining, 60.0) / 3600,
             weights_dir=str(root / "no-weights"), overrides=dict(BENCH_OVERRIDES),
         )
-        from train.cli import follow
-
         run_id = jobs.submit(project, settings)
         print(f"run {run_id} (budget for training {remaining / 60:.1f} min)", file=sys.stderr, flush=True)
         rec = follow(project, run_id, out=sys.stderr)
@@ -105,63 +108,22 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate(project: Project, run_id: str, test_dir: Path, device: str = "auto") -> dict[str, Any]:
     """COCO bbox and segm AP of a run on a folder with ``images/`` and ``ground_truth.json``."""
-    import contextlib
-    import io
-
-    import cv2
-    from pycocotools import mask as mask_utils
-    from pycocotools.coco import COCO
-
-    from train.predict import predictor_for
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(test_dir / "ground_truth.json"))
+    gt = load_coco_gt(test_dir / "ground_truth.json")
     cat_by_name = {c["name"]: c["id"] for c in gt.loadCats(gt.getCatIds())}
     pred = predictor_for(project, run_id, device)
     results, ms = [], []
     for im in gt.loadImgs(gt.getImgIds()):
-        bgr = cv2.imread(str(test_dir / "images" / im["file_name"]), cv2.IMREAD_COLOR)
-        raw = pred.predict_raw(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), conf=0.001, iou=0.6)
+        raw = pred.predict_raw(read_rgb(test_dir / "images" / im["file_name"]), conf=0.001, iou=0.6)
         ms.append(raw.inference_ms)
-        for i in range(len(raw)):
-            x0, y0, x1, y1 = (float(v) for v in raw.xyxy[i])
-            rle = mask_utils.encode(np.asfortranarray(raw.masks[i].astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            results.append({"image_id": im["id"], "category_id": cat_by_name[raw.names[raw.classes[i]]],
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(raw.scores[i]), "segmentation": rle})
+        results += [result_to_coco(im["id"], cat_by_name[raw.names[raw.classes[i]]], raw.xyxy[i], raw.scores[i],
+                                   None if raw.masks is None else raw.masks[i]) for i in range(len(raw))]
     out: dict[str, Any] = {"test_images": len(gt.getImgIds()), "inference_ms_mean": round(float(np.mean(ms)), 1)}
-    for iou_type, key in (("bbox", "box"), ("segm", "mask")):
-        out[key] = _coco_ap(gt, results, iou_type) if results else {"mAP50": 0.0, "mAP50-95": 0.0, "per_class": {}}
+    out.update(coco_scores(gt, results))
     return out
-
-
-def _coco_ap(gt: Any, results: list[dict], iou_type: str) -> dict[str, Any]:
-    import contextlib
-    import io
-
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    prec = ev.eval["precision"]  # (T IoUs, R recalls, K classes, A areas, M maxDets)
-    per_class = {}
-    for k, cid in enumerate(ev.params.catIds):
-        p_all, p50 = prec[:, :, k, 0, -1], prec[0, :, k, 0, -1]
-        per_class[gt.cats[cid]["name"]] = {
-            "AP50": round(float(p50[p50 > -1].mean()), 4) if (p50 > -1).any() else None,
-            "AP50-95": round(float(p_all[p_all > -1].mean()), 4) if (p_all > -1).any() else None,
-        }
-    return {"mAP50": round(float(ev.stats[1]), 4), "mAP50-95": round(float(ev.stats[0]), 4), "per_class": per_class}
 
 
 # -------------------------------------------------------------------- overhead
 def run_overhead(args: argparse.Namespace, epochs: int = 3) -> dict[str, Any]:
-    from data.export import export_project
-
     seed = int(getattr(args, "seed", 0) or 0)
     imgsz = int(getattr(args, "imgsz", None) or 320)
     root = Path(tempfile.mkdtemp(prefix="defect-studio-bench-overhead-"))
@@ -186,7 +148,7 @@ def run_overhead(args: argparse.Namespace, epochs: int = 3) -> dict[str, Any]:
         spec = {"model": "yolov8n-seg.yaml", "data": str(data_yaml), "project": str(bare_dir), "name": "train",
                 "device": "cpu", **ultralytics_args(settings)}
         t = time.time()
-        subprocess.run([sys.executable, "-m", "train.bench", "--bare", json.dumps(spec)], check=True, cwd=root,
+        subprocess.run([sys.executable, "-m", "bench.bare_train", json.dumps(spec)], check=True, cwd=root,
                        env=jobs.worker_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bare_wall = time.time() - t
         bare = _seconds_per_epoch(bare_dir / "train" / "results.csv")
@@ -206,11 +168,7 @@ def predict_overhead(project: Project, run_id: str, imgsz: int, repeats: int = 2
     The app path is what the Predict screen calls, at its own thresholds (it predicts
     once at ``RAW_CONF``/``RAW_IOU`` and re-filters for the sliders).
     """
-    import statistics
-
     from ultralytics import YOLO
-
-    from train.predict import RAW_CONF, RAW_IOU, predictor_for, to_annotations
 
     images = [project.load_image(im.id) for im in project.images()[:3]]
     rec = jobs.get(project, run_id)
@@ -250,13 +208,6 @@ def _seconds_per_epoch(results_csv: Path) -> float:
     return float(rows[-1]["time"]) / len(rows)
 
 
-def _bare_train(spec: dict[str, Any]) -> None:
-    from ultralytics import YOLO
-
-    model = spec.pop("model")
-    YOLO(model).train(exist_ok=True, verbose=True, **spec)
-
-
 def format_report(r: dict[str, Any]) -> str:
     if r.get("bench") == "train-overhead":
         return (f"seconds per epoch over {r['epochs']} epochs at {r['imgsz']} px: app {r['app_s_per_epoch']}, "
@@ -281,8 +232,3 @@ def format_report(r: dict[str, Any]) -> str:
 
 def _f(v: float | None) -> str:
     return "  -  " if v is None else f"{v:.3f}"
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--bare":
-        _bare_train(json.loads(sys.argv[2]))

@@ -6,7 +6,7 @@ Protocol:
   ground-truth instance. Defect-free images that are not references are scored too: a
   proposal there is a false alarm and counts against precision.
 - Matching is greedy by descending score: each proposal takes the unmatched ground-truth
-  instance with the highest box IoU, if that IoU is at least 0.5. Proposers that predict
+  instance with the highest box IoU, if that IoU is at least 0.5 (``bench.coco_eval``). Proposers that predict
   classes are matched within each class (and reported per class); the anomaly proposer
   ignores classes.
 - Mask mIoU is over matched proposals (the proposer's masks, or the segmenter's from the
@@ -16,7 +16,6 @@ Protocol:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,22 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from annotate.autolabel import add_masks
+from annotate.proposers.registry import DEFAULT_MIN_SCORE, create_proposer, is_anomaly
+from annotate.segmenters.registry import create_segmenter
+from bench.coco_eval import Scores, Tally
 from data.annotations import Annotations
 from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
-from data.geometry import box_iou, box_to_mask, mask_iou
-
-IOU_MATCH = 0.5
-
-
-@dataclass(frozen=True)
-class Scores:
-    n_gt: int
-    n_proposals: int
-    n_matched: int
-    recall: float
-    precision: float
-    mask_miou: float
+from data.geometry import box_to_mask
+from data.jsonout import dumps
+from data.store import Project
 
 
 @dataclass(frozen=True)
@@ -57,25 +50,7 @@ class ProposalBench:
     modes: dict[str, int] = field(default_factory=dict)  # e.g. anomaly alignment mode -> image count
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-
-@dataclass
-class _Tally:
-    n_gt: int = 0
-    n_prop: int = 0
-    ious: list[float] = field(default_factory=list)
-
-    def scores(self) -> Scores:
-        m = len(self.ious)
-        return Scores(
-            n_gt=self.n_gt,
-            n_proposals=self.n_prop,
-            n_matched=m,
-            recall=m / self.n_gt if self.n_gt else float("nan"),
-            precision=m / self.n_prop if self.n_prop else float("nan"),
-            mask_miou=float(np.mean(self.ious)) if m else float("nan"),
-        )
+        return dumps(asdict(self))
 
 
 # ------------------------------------------------------------------ ground truth
@@ -99,28 +74,14 @@ def choose_references(gt: list[GtImage], n: int) -> tuple[list[GtImage], list[Gt
 
 
 # ------------------------------------------------------------------ matching
-def match(gt_boxes: np.ndarray, props: np.ndarray, scores: np.ndarray) -> list[tuple[int, int]]:
-    """Greedy (proposal, gt) pairs at box IoU >= 0.5, proposals by descending score."""
-    if len(gt_boxes) == 0 or len(props) == 0:
-        return []
-    iou = box_iou(props, gt_boxes)
-    taken = np.zeros(len(gt_boxes), dtype=bool)
-    pairs = []
-    for p in np.argsort(-scores, kind="stable"):
-        cand = np.where(taken, -1.0, iou[p])
-        g = int(np.argmax(cand))
-        if cand[g] >= IOU_MATCH:
-            taken[g] = True
-            pairs.append((int(p), g))
-    return pairs
+def _tally(t: Tally, g: GtImage, gi: np.ndarray, props: Annotations, pi: np.ndarray) -> None:
+    """Score the proposals ``pi`` of one image against its ground-truth instances ``gi``."""
+    def mask_of(p: int) -> np.ndarray:
+        if props.mask is not None:
+            return props.mask[pi[p]]
+        return box_to_mask(props.xyxy[pi[p]], *g.masks.shape[1:])
 
-
-def _tally(t: _Tally, g: GtImage, gi: np.ndarray, props: Annotations, pi: np.ndarray) -> None:
-    t.n_gt += len(gi)
-    t.n_prop += len(pi)
-    for p, k in match(g.boxes[gi], props.xyxy[pi], props.confidence[pi]):
-        pm = props.mask[pi[p]] if props.mask is not None else box_to_mask(props.xyxy[pi[p]], *g.masks.shape[1:])
-        t.ious.append(mask_iou(pm, g.masks[gi[k]]))
+    t.add(g.boxes[gi], g.masks[gi], props.xyxy[pi], props.confidence[pi], mask_of)
 
 
 # ------------------------------------------------------------------ the run
@@ -136,9 +97,6 @@ def bench_proposals(
     project: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ProposalBench:
-    from annotate.autolabel import add_masks
-    from annotate.proposers.registry import DEFAULT_MIN_SCORE, create_proposer, is_anomaly
-
     gt = load_gt(images_dir, gt_path)
     class_names = sorted({c for g in gt for c in g.classes})
     anomaly = is_anomaly(proposer_name)
@@ -156,14 +114,12 @@ def bench_proposals(
         )
     segmenter = None
     if segmenter_name:
-        from annotate.segmenters.registry import create_segmenter
-
         segmenter = create_segmenter(segmenter_name, weights=weights_dir, device=device)
     min_score = DEFAULT_MIN_SCORE.get(proposer_name.split("-")[0].split(":")[0], 0.0) if min_score is None else min_score
     id_to_name = _id_to_name(proposer_name, class_names, project)
 
-    overall = _Tally()
-    per_class = {c: _Tally() for c in class_names}
+    overall = Tally()
+    per_class = {c: Tally() for c in class_names}
     detect_s = mask_s = 0.0
     modes: dict[str, int] = {}
     t_start = time.perf_counter()
@@ -193,11 +149,7 @@ def bench_proposals(
             progress(i + 1, len(scored))
     elapsed = time.perf_counter() - t_start
     if not anomaly:
-        overall = _Tally(
-            n_gt=sum(t.n_gt for t in per_class.values()),
-            n_prop=sum(t.n_prop for t in per_class.values()),
-            ious=[v for t in per_class.values() for v in t.ious],
-        )
+        overall = Tally.merged(list(per_class.values()))
     return ProposalBench(
         proposer=getattr(proposer, "name", proposer_name),
         segmenter=segmenter_name,
@@ -215,8 +167,6 @@ def bench_proposals(
 
 def _id_to_name(name: str, class_names: list[str], project: str | None) -> dict[int, str]:
     if name.startswith("run:") and project:
-        from data.store import Project
-
         return Project(project).class_names()
     return {i + 1: c for i, c in enumerate(class_names)}
 

@@ -1,0 +1,77 @@
+"""``python app.py bench WHAT``: one ``cmd_bench_*`` per benchmark (app.py builds argparse).
+
+Each prints its report and, with ``--json OUT``, writes the same figures as JSON through
+``data.jsonout.write_json`` (``-`` for stdout). Bad input raises a ``StudioError`` subclass.
+
+- ``bench clicks``: ``--images DIR --gt FILE [--segmenter NAME] [--max-clicks N] [--random-init]
+  [--limit N]`` (first N images only), ``--weights-dir``, ``--device``;
+- ``bench proposals``: ``--images DIR --gt FILE --proposer NAME [--project DIR] [--good N]
+  [--min-score S] [--segmenter NAME]``, ``--weights-dir``, ``--device``;
+- ``bench export``: ``[--n N] [--seed S]``;
+- ``bench train``: ``[--n-train N] [--n-test N] [--budget-min MIN] [--imgsz PX] [--overhead] [--seed S]
+  [--device D]``;
+- ``bench ui``: ``[--project DIR] [--clicks N] [--segmenter NAME]``, ``--weights-dir``, ``--device``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from annotate.segmenters.registry import create_segmenter
+from bench import clicks, export, proposals, train, ui
+from data.cli import progress_bar
+from data.errors import InputError
+from data.jsonout import write_json
+from data.store import Project
+
+
+def cmd_bench_clicks(args: argparse.Namespace) -> int:
+    if args.max_clicks < 1:
+        raise InputError("--max-clicks must be at least 1")
+    images = clicks.load_gt(args.images, args.gt)
+    if args.limit:
+        images = images[: args.limit]
+    seg = create_segmenter(
+        args.segmenter, getattr(args, "weights_dir", None), getattr(args, "device", "auto"),
+        random_init=bool(getattr(args, "random_init", False)),
+    )
+    random_weights = bool(getattr(seg, "random_weights", False))
+    rep = clicks.run_bench(seg, images, max_clicks=args.max_clicks, random_weights=random_weights)
+    print(clicks.format_report(rep))
+    write_json(asdict(rep), getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_proposals(args: argparse.Namespace) -> int:
+    with progress_bar("bench proposals") as progress:
+        result = proposals.bench_proposals(
+            args.images, args.gt, args.proposer, good=args.good, min_score=args.min_score,
+            segmenter_name=getattr(args, "segmenter", None), weights_dir=getattr(args, "weights_dir", None),
+            device=getattr(args, "device", "auto"), project=getattr(args, "project", None), progress=progress,
+        )
+    print(proposals.format_report(result))
+    write_json(asdict(result), getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_export(args: argparse.Namespace) -> int:
+    results = export.run_bench(args.n, args.seed, bar=progress_bar)
+    write_json(results, getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    report = train.run_overhead(args) if getattr(args, "overhead", False) else train.run_bench(args)
+    print(train.format_report(report))
+    write_json(report, getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_ui(args: argparse.Namespace) -> int:
+    project = Project(args.project) if getattr(args, "project", None) else None
+    r = ui.run_bench_ui(project, int(args.clicks), getattr(args, "segmenter", None),
+                        getattr(args, "weights_dir", None), getattr(args, "device", "auto"))
+    print(ui.format_bench(r))
+    write_json(r, getattr(args, "json", None))
+    return 0

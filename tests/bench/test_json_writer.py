@@ -1,0 +1,45 @@
+"""``--json OUT``: one writer for every command (``-`` is stdout, files are replaced atomically)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from data.jsonout import dumps, write_json
+
+
+def test_dash_is_stdout(capsys):
+    write_json({"b": 1, "a": [1, 2]}, "-")
+    out = capsys.readouterr().out
+    assert json.loads(out) == {"a": [1, 2], "b": 1} and out == dumps({"a": [1, 2], "b": 1}) + "\n"
+
+
+def test_file_is_written_whole_in_a_new_folder(tmp_path, capsys):
+    target = tmp_path / "new" / "deeper" / "out.json"
+    write_json({"path": Path("/x/y"), "n": 3}, target)
+    assert json.loads(target.read_text()) == {"path": "/x/y", "n": 3}
+    write_json({"n": 4}, str(target))  # replaced, not appended
+    assert json.loads(target.read_text()) == {"n": 4}
+    assert os.listdir(target.parent) == ["out.json"]  # no temporary file left behind
+    assert capsys.readouterr().out == ""
+
+
+def test_nothing_without_a_target(tmp_path):
+    write_json({"a": 1}, None)
+    write_json({"a": 1}, "")
+    assert not any(tmp_path.iterdir())
+
+
+def test_bench_export_writes_its_json(tmp_path, capsys):
+    from bench.cli import cmd_bench_export
+    from data.export import FORMATS
+
+    target = tmp_path / "sub" / "export.json"
+    assert cmd_bench_export(argparse.Namespace(n=2, seed=0, json=str(target))) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("built a project of 2 images (5 masks each)")
+    doc = json.loads(target.read_text())
+    assert doc["n_images"] == 2 and doc["seed"] == 0 and list(doc["formats"]) == list(FORMATS)
+    assert all(v["seconds"] >= 0 for v in doc["formats"].values())
