@@ -276,7 +276,7 @@ def test_imports_sit_at_the_top_except_heavy_ones():
     modules = module_files()
     heavy = heavy_modules()
     wrong = []
-    for module, path in modules.items():
+    for path in modules.values():
         tree = ast.parse(path.read_text())
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):

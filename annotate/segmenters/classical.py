@@ -18,7 +18,7 @@ How a box is segmented (on a crop around the prompt, so large images stay fast):
 5. the runner-up that differs from the winner in area (a looser or tighter reading) is the
    second candidate.
 
-Measured on the real defects of ``../shared/realdata`` (see ``bench_clicks``), this reaches the
+Measured on the real defects of ``../shared/realdata`` (see ``bench.clicks``), this reaches the
 box-prompt accuracy of the best per-defect grey threshold chosen with the answer known, minus a
 few points; plain GrabCut from the same boxes scores far lower on these low-contrast parts.
 

@@ -125,8 +125,8 @@ def test_select_unlabeled_skips_done_and_good_images(tmp_path):
 
 
 def test_run_proposer_keeps_its_own_classes_and_masks(tmp_path, monkeypatch):
-    from train import proposer as run_mod
     from annotate.proposers.registry import create_proposer
+    from train import proposer as run_mod
 
     project = make_project(tmp_path, n=2)
     stain = project.class_by_name("stain").id
