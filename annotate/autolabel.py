@@ -5,9 +5,9 @@ Headless: no UI redraw per image; the UI polls ``progress`` and sets ``cancel``.
 - Proposals are stored with status ``proposed``, the proposer's registry name as source,
   and its score; the review rules (:mod:`annotate.review`) decide what is a duplicate.
 - Resume: each image's proposals and the mark "done by this proposer" are written in one
-  transaction (table ``autolabel_done``), so a re-run after a crash or a cancel skips the
-  images already done by the same proposer (``redo=True`` runs them again; duplicates
-  are still never added).
+  transaction (the visited log, :mod:`data.autolabel_log`), so a re-run after a crash or a
+  cancel skips the images already done by the same proposer (``redo=True`` runs them again;
+  duplicates are still never added).
 """
 
 from __future__ import annotations
@@ -22,21 +22,13 @@ import numpy as np
 
 from annotate.proposers.base import Proposer
 from annotate.review import duplicate_mask
+from annotate.segmenters.base import Prompt
+from data import autolabel_log
 from data.annotations import Annotations
 from data.errors import InputError
 from data.geometry import box_to_mask, masks_to_boxes
 
 Select = Literal["unlabeled", "all"]
-
-_DONE_TABLE = """
-CREATE TABLE IF NOT EXISTS autolabel_done (
-    proposer TEXT NOT NULL,
-    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    proposals INTEGER NOT NULL,
-    at REAL NOT NULL,
-    PRIMARY KEY (proposer, image_id)
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -66,8 +58,6 @@ def add_masks(
     if segmenter is None or len(props) == 0 or (props.mask is not None and keeps_masks):
         return props
     h, w = image.shape[:2]
-    from annotate.segmenters.base import Prompt
-
     segmenter.set_image(image, key)
     masks = np.zeros((len(props), h, w), dtype=bool)
     for i, box in enumerate(props.xyxy):
@@ -94,9 +84,8 @@ def select_images(project, select: Select) -> list:
 
 
 def done_images(project, proposer_name: str) -> set[int]:
-    with project.transaction() as db:
-        db.execute(_DONE_TABLE)
-        return {r[0] for r in db.execute("SELECT image_id FROM autolabel_done WHERE proposer=?", (proposer_name,))}
+    """Ids of the images ``proposer_name`` already proposed on (skipped by a re-run)."""
+    return autolabel_log.visited(project, proposer_name)
 
 
 def autolabel(
@@ -148,14 +137,10 @@ def autolabel(
         mask_s += time.perf_counter() - t0
         props = _drop(props, existing, counter)
         dropped += counter[0]
-        with project.transaction() as db:
-            db.execute(_DONE_TABLE)
+        with project.transaction():  # the proposals and the visited mark together
             if len(props):
                 project.add_annotations(rec.id, props)
-            db.execute(
-                "INSERT OR REPLACE INTO autolabel_done(proposer, image_id, proposals, at) VALUES (?, ?, ?, ?)",
-                (proposer.name, rec.id, len(props), time.time()),
-            )
+            autolabel_log.mark_visited(project, proposer.name, rec.id, len(props))
         added += len(props)
         n_done += 1
         if progress is not None:

@@ -80,8 +80,7 @@ def accept(project, annotation_ids: list[int]) -> ReviewResult:
                 project.set_annotation_status([int(ann.ids[0])], "rejected")
                 dropped += 1
                 continue
-            project.update_annotation(int(ann.ids[0]), status="accepted")
-            _unmark_good(project, image_id)
+            project.update_annotation(int(ann.ids[0]), status="accepted")  # the store un-marks a good image
             changed += 1
     return ReviewResult(changed, dropped, skipped)
 
@@ -91,12 +90,6 @@ def _overlaps_accepted(ann: Annotations, accepted: Annotations) -> bool:
         return False
     iou = _iou_matrix(ann, accepted)[0]
     return bool(((accepted.class_id == ann.class_id[0]) & (iou > DUPLICATE_IOU)).any())
-
-
-def _unmark_good(project, image_id: int) -> None:
-    # An accepted defect means the image was not defect-free after all.
-    if project.image(image_id).status == "good":
-        project.set_image_status(image_id, "unlabeled")
 
 
 def reject(project, annotation_ids: list[int]) -> ReviewResult:
@@ -125,9 +118,7 @@ def refine(project, annotation_id: int, mask: np.ndarray, source: str = "manual"
     rec = project.image(image_id)
     if mask.shape != (rec.height, rec.width):
         raise InputError(f"refined mask is {mask.shape}, the image is ({rec.height}, {rec.width}).")
-    with project.transaction():
-        project.update_annotation(int(annotation_id), mask=mask, source=source, status="accepted")
-        _unmark_good(project, image_id)
+    project.update_annotation(int(annotation_id), mask=mask, source=source, status="accepted")  # un-marks good
 
 
 def accept_above(project, min_score: float, image_id: int | None = None) -> ReviewResult:

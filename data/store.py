@@ -2,7 +2,17 @@
 
 All persistence goes through :class:`Project`, so a server database can replace
 SQLite behind the same methods. Every public mutating method is one transaction:
-killing the process loses at most the action in flight.
+killing the process loses at most the action in flight. SQL lives in the ``data``
+package only: this module, and the data modules that keep their own tables in the
+project database (:mod:`data.run_registry`, :mod:`data.autolabel_log`).
+
+The schema is versioned (``meta.schema_version``, :data:`SCHEMA_VERSION`). Opening
+an older project upgrades it in place, in one transaction, through the ordered
+:data:`_MIGRATIONS`; a project written by a newer version is refused. Data modules
+declare their tables as a :class:`TableSet` and hand it to :func:`register_tables`
+(the schema hook): the store creates them with a new project, when it upgrades an
+older one, and on their first use (:meth:`Project.ensure_tables`), adding columns
+a later release declared to tables an older one created.
 
 Layout of a project folder::
 
@@ -22,22 +32,27 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 
 from data.annotations import STATUSES, Annotations
 from data.colors import PALETTE
 from data.errors import InputError, NotFoundError, ProjectError
-from data.geometry import box_to_mask, decode_rle, encode_rle
+from data.geometry import box_to_mask, decode_rle, encode_rle, mask_to_box
+from data.names import clean_name
 
 ImageStatus = Literal["unlabeled", "done", "good"]
 IMAGE_STATUSES: tuple[str, ...] = ("unlabeled", "done", "good")
 DB_NAME = "project.db"
-SCHEMA_VERSION = 1
+# Version history: 1 - images, classes, annotations (data modules created their own tables on first
+# use); 2 - the tables of data modules (run registry, autolabel log) are created by the store.
+SCHEMA_VERSION = 2
+SUBFOLDERS: tuple[str, ...] = ("images", "cache", "runs", "exports")
 
 
 _SCHEMA = """
@@ -76,6 +91,60 @@ CREATE INDEX IF NOT EXISTS annotations_by_image ON annotations(image_id, status)
 """
 
 
+# ----------------------------------------------------------------- schema hook
+@dataclass(frozen=True)
+class TableSet:
+    """Tables a data module keeps in the project database, created by the store (the schema hook).
+
+    ``ddl`` holds ``CREATE TABLE/INDEX IF NOT EXISTS`` statements of the tables as they are now;
+    ``added_columns`` lists ``(table, column, declaration)`` of columns added after the table was
+    first released, which the store adds where an older database lacks them (declare them nullable
+    or with a default, so older rows read as "not recorded").
+    """
+
+    name: str
+    ddl: str
+    added_columns: tuple[tuple[str, str, str], ...] = ()
+
+
+_TABLE_SETS: dict[str, TableSet] = {}
+
+
+def register_tables(tables: TableSet) -> TableSet:
+    """Register a data module's tables (call it at the module's import); returns ``tables``.
+
+    Registered sets are created with a new project, when an older project is upgraded, and on
+    their first use through :meth:`Project.ensure_tables`. Registering the same name again
+    replaces the earlier set (a module reload).
+    """
+    _TABLE_SETS[tables.name] = tables
+    return tables
+
+
+def _apply_tables(db: sqlite3.Connection, tables: TableSet) -> None:
+    """Create ``tables`` and add their missing columns; idempotent, inside the caller's transaction."""
+    # Statement by statement: executescript() would COMMIT the surrounding transaction.
+    for stmt in tables.ddl.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+    for table, column, decl in tables.added_columns:
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+
+
+def _to_v2(db: sqlite3.Connection) -> None:
+    """1 -> 2: create the registered tables of the data modules (those a v1 project already has, made
+    by the modules themselves on first use, gain their later columns: ``train_runs.class_ids``)."""
+    for tables in _TABLE_SETS.values():
+        _apply_tables(db, tables)
+
+
+# In order: _MIGRATIONS[i] upgrades a database of version i + 1 to version i + 2.
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v2,)
+assert len(_MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version"
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: int
@@ -110,7 +179,11 @@ class ClassRecord:
 
 
 class Project:
-    """A labeling project on disk. Cheap to construct; safe to share between threads."""
+    """A labeling project on disk. Cheap to construct; safe to share between threads.
+
+    Opening a project written by an older version upgrades its database in place (one
+    transaction) and creates the project's missing folders (git keeps no empty ones).
+    """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
@@ -121,13 +194,47 @@ class Project:
                 f"Create one with 'python app.py import --project {root} IMAGES...'."
             )
         self._local = threading.local()
+        self._tables_ready: set[str] = set()
         try:
             with self.transaction() as db:
-                version = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                self._upgrade(db)
         except sqlite3.DatabaseError as err:
             raise ProjectError(f"{self.db_path} cannot be read as a project database ({err}).") from err
-        if version is None or int(version[0]) > SCHEMA_VERSION:
+        for sub in SUBFOLDERS:
+            with contextlib.suppress(OSError):  # a read-only copy still opens
+                (self.root / sub).mkdir(exist_ok=True)
+
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Check the schema version and run the migrations from it to :data:`SCHEMA_VERSION`."""
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = None if row is None else int(row[0])
+        if version is None or version > SCHEMA_VERSION:
             raise ProjectError(f"{self.db_path} was written by a newer or unknown version of Defect Studio.")
+        if version == SCHEMA_VERSION:
+            return
+        for migrate in _MIGRATIONS[max(version, 1) - 1:]:
+            migrate(db)
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        self._tables_ready.update(_TABLE_SETS)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database (:data:`SCHEMA_VERSION` once opened)."""
+        return int(self.query("SELECT value FROM meta WHERE key='schema_version'")[0][0])
+
+    def ensure_tables(self, tables: TableSet) -> None:
+        """Create a registered table set (and its added columns) unless this object already did.
+
+        Data modules call it before they touch their tables, so a set registered after the
+        project was opened, or missing from a database upgraded without it, is still created.
+        Idempotent: each :class:`Project` object checks the database once per set.
+        """
+        if tables.name in self._tables_ready:
+            return
+        # No lock: two threads may both apply the set, each in its own transaction, harmlessly.
+        with self.transaction() as db:
+            _apply_tables(db, tables)
+        self._tables_ready.add(tables.name)
 
     # ------------------------------------------------------------- lifecycle
     @classmethod
@@ -136,15 +243,18 @@ class Project:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise ProjectError(f"{root} exists and is not a folder; choose another --project path.")
-        for sub in ("images", "cache", "runs", "exports"):
+        for sub in SUBFOLDERS:
             (root / sub).mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(root / DB_NAME)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
-            db.execute(
+            new = db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            ).rowcount
+            if new:  # a new database gets the registered tables now; an older one is upgraded on opening
+                for tables in _TABLE_SETS.values():
+                    _apply_tables(db, tables)
             db.commit()
         finally:
             db.close()
@@ -206,6 +316,14 @@ class Project:
         finally:
             self._local.snapshot = False
             conn.execute("COMMIT")  # it only read: nothing to roll back
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """The rows of one read statement (for the data modules that keep tables in this database).
+
+        Runs on this thread's connection, so inside :meth:`transaction` it sees that transaction's
+        writes, and inside :meth:`snapshot` the snapshot's state.
+        """
+        return self._connection().execute(sql, tuple(params)).fetchall()
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -352,8 +470,6 @@ class Project:
 
     def load_image(self, image_id: int) -> np.ndarray:
         """The stored image as RGB uint8 ``(H, W, 3)``."""
-        import cv2
-
         rec = self.image(image_id)
         bgr = cv2.imread(str(self.root / rec.file), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is None:
@@ -361,6 +477,8 @@ class Project:
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def set_image_status(self, image_id: int, status: ImageStatus) -> None:
+        """Mark an image (``good``: defect-free; accepting a defect on it later un-marks it,
+        :meth:`_unmark_good`)."""
         if status not in IMAGE_STATUSES:
             raise InputError(f"image status must be one of {', '.join(IMAGE_STATUSES)}, not '{status}'.")
         with self.transaction() as db:
@@ -414,9 +532,19 @@ class Project:
         rec = self.image(image_id)
         with self.transaction() as db:
             ids = self._insert_annotations(db, rec.id, annotations, rec.height, rec.width)
-            if rec.status == "good" and any(s == "accepted" for s in annotations.status):
-                db.execute("UPDATE images SET status='unlabeled', updated_at=? WHERE id=?", (time.time(), rec.id))
+            self._unmark_good(db, [i for i, s in zip(ids, annotations.status, strict=True) if s == "accepted"])
         return ids
+
+    @staticmethod
+    def _unmark_good(db: sqlite3.Connection, accepted_ids: list[int]) -> None:
+        """The one rule: an accepted defect on a ``good`` image makes it ``unlabeled`` again, since it
+        evidently was not defect-free (the user says when an image is ``done``)."""
+        if accepted_ids:
+            db.execute(
+                "UPDATE images SET status='unlabeled', updated_at=? WHERE status='good' AND id IN"
+                f" (SELECT image_id FROM annotations WHERE id IN ({','.join('?' * len(accepted_ids))}))",
+                (time.time(), *(int(i) for i in accepted_ids)),
+            )
 
     def _insert_annotations(
         self, db: sqlite3.Connection, image_id: int, ann: Annotations, height: int, width: int
@@ -465,8 +593,6 @@ class Project:
         source: str | None = None,
     ) -> None:
         """Change one annotation in one transaction (a new mask also updates its box)."""
-        from data.geometry import mask_to_box
-
         sets, args = [], []
         if class_id is not None:
             self.get_class(class_id)
@@ -492,6 +618,8 @@ class Project:
         with self.transaction() as db:
             if not db.execute(f"UPDATE annotations SET {', '.join(sets)} WHERE id=?", (*args, int(annotation_id))).rowcount:
                 raise NotFoundError(f"annotation id {annotation_id} does not exist.")
+            if status == "accepted":
+                self._unmark_good(db, [int(annotation_id)])
 
     def set_annotation_status(self, annotation_ids: list[int], status: str) -> int:
         if status not in STATUSES:
@@ -500,10 +628,13 @@ class Project:
         if not ids:
             return 0
         with self.transaction() as db:
-            return db.execute(
+            n = db.execute(
                 f"UPDATE annotations SET status=?, updated_at=? WHERE id IN ({','.join('?' * len(ids))})",
                 (status, time.time(), *ids),
             ).rowcount
+            if status == "accepted":
+                self._unmark_good(db, ids)
+            return n
 
     def delete_annotations(self, annotation_ids: list[int]) -> int:
         ids = [int(i) for i in annotation_ids]
@@ -568,7 +699,7 @@ def _rows_to_annotations(rows: list[tuple], height: int, width: int, with_masks:
 
 
 def _clean_class_name(name: str) -> str:
-    name = " ".join(str(name).split())
+    name = clean_name(name)
     if not name:
         raise InputError("a class name cannot be empty.")
     if len(name) > 64:

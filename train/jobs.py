@@ -1,4 +1,4 @@
-"""Training jobs: state in the project database, one worker process at a time per project.
+"""Training jobs: scheduling runs, one worker process at a time per project.
 
 A job is a run: it is created ``queued``, claimed by the scheduler (``running``,
 in a separate process ``python -m train.worker`` so a crash cannot take the
@@ -11,6 +11,10 @@ submitted, when a worker finishes (the worker starts its successor) and by
 :func:`refresh`, which also turns ``running`` jobs whose process is gone into
 ``interrupted``. Several processes (a server, a CLI) may call it at once; the
 claim is one ``BEGIN IMMEDIATE`` transaction, so exactly one of them wins.
+
+The runs' state is rows of the run registry in the project database
+(:mod:`data.run_registry`, whose tables the store creates); this module decides
+what to write there and turns rows into :class:`RunRecord` s.
 
 Files of a run ``<project>/runs/<run_id>/``: ``dataset/`` (the snapshot
 export), ``data.yaml`` (the same with absolute paths), ``train/`` (Ultralytics'
@@ -32,69 +36,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from data import run_registry
 from data.errors import InputError, NotFoundError
+from data.run_registry import FINISHED
 from data.store import Project
 from train.models import TrainSettings, validate_settings
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-FINISHED: tuple[str, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", *FINISHED)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # A claimed job whose worker never reported a pid is considered dead after this long.
 _START_GRACE_S = 60.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS train_runs (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    task TEXT NOT NULL,
-    model TEXT NOT NULL,
-    settings TEXT NOT NULL,
-    status TEXT NOT NULL,
-    reason TEXT,
-    notice TEXT,
-    phase TEXT,
-    pid INTEGER,
-    resume INTEGER NOT NULL DEFAULT 0,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    epoch INTEGER NOT NULL DEFAULT 0,
-    epochs INTEGER NOT NULL DEFAULT 0,
-    batch_i INTEGER NOT NULL DEFAULT 0,
-    n_batches INTEGER NOT NULL DEFAULT 0,
-    eta_s REAL,
-    dataset_source TEXT,
-    dataset_hash TEXT,
-    n_images TEXT,
-    class_names TEXT,
-    class_ids TEXT,
-    best_weights TEXT,
-    metrics TEXT,
-    started_at REAL,
-    finished_at REAL,
-    wall_s REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS train_epochs (
-    run_id TEXT NOT NULL REFERENCES train_runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    at REAL NOT NULL,
-    epoch_s REAL,
-    metrics TEXT NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-"""
-# Columns added after a release, as (name, declaration): ensure_schema adds them to older databases.
-# Nullable, so a record written before them reads as "not recorded" and older code still reads the table.
-_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("class_ids", "TEXT"),  # JSON list: the project class id of each model class index (null: none matched)
-)
-
-_COLUMNS = (
-    "id, created_at, updated_at, task, model, settings, status, reason, notice, phase, pid, resume,"
-    " cancel_requested, epoch, epochs, batch_i, n_batches, eta_s, dataset_source, dataset_hash, n_images,"
-    " class_names, best_weights, metrics, started_at, finished_at, wall_s, class_ids"
-)
-
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -146,18 +98,6 @@ class RunRecord:
         return Path(self.folder)
 
 
-def ensure_schema(project: Project) -> None:
-    with project.transaction() as db:
-        # Statement by statement: executescript() would COMMIT the surrounding transaction.
-        for stmt in _SCHEMA.split(";"):
-            if stmt.strip():
-                db.execute(stmt)
-        have = {r[1] for r in db.execute("PRAGMA table_info(train_runs)")}
-        for name, decl in _ADDED_COLUMNS:
-            if name not in have:
-                db.execute(f"ALTER TABLE train_runs ADD COLUMN {name} {decl}")
-
-
 def run_dir(project: Project, run_id: str) -> Path:
     return project.path("runs", run_id)
 
@@ -182,17 +122,10 @@ def submit(project: Project, settings: TrainSettings, dataset: str | Path | None
         raise InputError(f"{dataset} is not a YOLO dataset folder (no data.yaml).")
     if dataset is None:
         _check_trainable(project)
-    ensure_schema(project)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     run_dir(project, run_id).mkdir(parents=True, exist_ok=False)
-    now = time.time()
-    with project.transaction() as db:
-        db.execute(
-            "INSERT INTO train_runs(id, created_at, updated_at, task, model, settings, status, dataset_source)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-            (run_id, now, now, settings.task, settings.model, json.dumps(settings.to_json()),
-             None if dataset is None else str(Path(dataset).resolve())),
-        )
+    run_registry.insert(project, run_id, settings.task, settings.model, settings.to_json(),
+                        None if dataset is None else str(Path(dataset).resolve()))
     start_next(project)
     return run_id
 
@@ -216,29 +149,16 @@ _CHILDREN: dict[int, subprocess.Popen] = {}  # workers this process started, so 
 
 def start_next(project: Project) -> str | None:
     """Start the oldest queued job unless one is running; returns its id (or None)."""
-    ensure_schema(project)
-    now = time.time()
-    with project.transaction() as db:
-        if db.execute("SELECT 1 FROM train_runs WHERE status='running'").fetchone():
-            return None
-        row = db.execute("SELECT id FROM train_runs WHERE status='queued' ORDER BY created_at, id LIMIT 1").fetchone()
-        if row is None:
-            return None
-        run_id = row[0]
-        db.execute(
-            "UPDATE train_runs SET status='running', phase='starting', pid=NULL, updated_at=?,"
-            " started_at=COALESCE(started_at, ?) WHERE id=?",
-            (now, now, run_id),
-        )
+    run_id = run_registry.claim_next(project)
+    if run_id is None:
+        return None
     try:
         proc = _spawn_worker(project, run_id)
     except OSError as err:
-        _finish(project, run_id, "failed", f"could not start the training process: {err}")
+        finish(project, run_id, "failed", f"could not start the training process: {err}")
         return start_next(project)
     _CHILDREN[proc.pid] = proc
-    with project.transaction() as db:
-        db.execute("UPDATE train_runs SET pid=?, updated_at=? WHERE id=? AND status='running'",
-                   (proc.pid, time.time(), run_id))
+    run_registry.set_pid(project, run_id, proc.pid)
     return run_id
 
 
@@ -271,24 +191,20 @@ def _spawn_worker(project: Project, run_id: str) -> subprocess.Popen:
 
 def refresh(project: Project) -> None:
     """Mark running jobs whose process is gone as interrupted, then start the next queued job."""
-    ensure_schema(project)
     for pid, proc in list(_CHILDREN.items()):
         if proc.poll() is not None:
             _CHILDREN.pop(pid, None)
     now = time.time()
-    rows = project._connection().execute(
-        "SELECT id, pid, updated_at FROM train_runs WHERE status='running'"
-    ).fetchall()
-    for run_id, pid, updated_at in rows:
+    for run_id, pid, updated_at in run_registry.running(project):
         dead = (now - updated_at > _START_GRACE_S) if pid is None else not _worker_alive(pid)
         if dead:
             rec = get(project, run_id)
             if rec.cancel_requested:
-                _finish(project, run_id, "cancelled", "cancelled by the user")
+                finish(project, run_id, "cancelled", "cancelled by the user")
                 continue
             hint = ("resume it from its last checkpoint" if last_checkpoint(rec).is_file()
                     else "no checkpoint was saved yet; start it again")
-            _finish(project, run_id, "interrupted",
+            finish(project, run_id, "interrupted",
                     f"the training process stopped unexpectedly (server restart, kill or crash); {hint}.")
     start_next(project)
 
@@ -323,13 +239,7 @@ def cancel(project: Project, run_id: str, timeout_s: float = 10.0) -> RunRecord:
     rec = get(project, run_id)
     if rec.finished:
         return rec
-    with project.transaction() as db:
-        db.execute("UPDATE train_runs SET cancel_requested=1, updated_at=? WHERE id=?", (time.time(), run_id))
-        queued = db.execute(
-            "UPDATE train_runs SET status='cancelled', reason='cancelled before it started', finished_at=?"
-            " WHERE id=? AND status='queued'", (time.time(), run_id)
-        ).rowcount
-    if queued:
+    if run_registry.request_cancel(project, run_id, queued_reason="cancelled before it started"):
         return get(project, run_id)
     (rec.run_dir / "cancel").touch()
     pid = get(project, run_id).pid
@@ -350,7 +260,7 @@ def cancel(project: Project, run_id: str, timeout_s: float = 10.0) -> RunRecord:
         # starting the next queued run, and killing it then would strand that run.
         if rec.pid is not None:
             _kill_group(rec.pid)
-        _finish(project, run_id, "cancelled", "cancelled by the user")
+        finish(project, run_id, "cancelled", "cancelled by the user")
     start_next(project)
     return get(project, run_id)
 
@@ -374,19 +284,14 @@ def resume(project: Project, run_id: str) -> RunRecord:
         raise InputError(f"run {run_id} has no checkpoint (no epoch finished); start a new run instead.")
     with contextlib.suppress(FileNotFoundError):
         (rec.run_dir / "cancel").unlink()
-    with project.transaction() as db:
-        db.execute(
-            "UPDATE train_runs SET status='queued', resume=1, cancel_requested=0, reason=NULL, pid=NULL,"
-            " finished_at=NULL, updated_at=? WHERE id=?", (time.time(), run_id)
-        )
+    run_registry.requeue(project, run_id)
     start_next(project)
     return get(project, run_id)
 
 
 # ----------------------------------------------------------------- reading
 def get(project: Project, run_id: str) -> RunRecord:
-    ensure_schema(project)
-    row = project._connection().execute(f"SELECT {_COLUMNS} FROM train_runs WHERE id=?", (run_id,)).fetchone()
+    row = run_registry.get(project, run_id)
     if row is None:
         raise NotFoundError(f"run '{run_id}' does not exist in this project; list runs with 'python app.py runs --project DIR'.")
     return _row_to_record(project, row)
@@ -394,54 +299,38 @@ def get(project: Project, run_id: str) -> RunRecord:
 
 def list_runs(project: Project) -> list[RunRecord]:
     """All runs, newest first."""
-    ensure_schema(project)
-    rows = project._connection().execute(f"SELECT {_COLUMNS} FROM train_runs ORDER BY created_at DESC, id DESC")
-    return [_row_to_record(project, r) for r in rows.fetchall()]
+    return [_row_to_record(project, r) for r in run_registry.list_all(project)]
 
 
-def _row_to_record(project: Project, r: tuple) -> RunRecord:
+def _row_to_record(project: Project, r: dict[str, Any]) -> RunRecord:
+    """A run row of :mod:`data.run_registry` (JSON columns as text) as a :class:`RunRecord`."""
     return RunRecord(
-        id=r[0], created_at=r[1], updated_at=r[2], task=r[3], model=r[4],
-        settings=TrainSettings.from_json(json.loads(r[5])), status=r[6], reason=r[7], notice=r[8], phase=r[9],
-        pid=r[10], resume=bool(r[11]), cancel_requested=bool(r[12]), epoch=r[13], epochs=r[14], batch_i=r[15],
-        n_batches=r[16], eta_s=r[17], dataset_source=r[18], dataset_hash=r[19],
-        n_images=json.loads(r[20]) if r[20] else {}, class_names=tuple(json.loads(r[21]) if r[21] else ()),
-        best_weights=r[22], metrics=json.loads(r[23]) if r[23] else {}, started_at=r[24], finished_at=r[25],
-        wall_s=r[26] or 0.0, folder=str(run_dir(project, r[0])),
-        class_ids=None if r[27] is None else tuple(json.loads(r[27])),
+        id=r["id"], created_at=r["created_at"], updated_at=r["updated_at"], task=r["task"], model=r["model"],
+        settings=TrainSettings.from_json(json.loads(r["settings"])), status=r["status"], reason=r["reason"],
+        notice=r["notice"], phase=r["phase"], pid=r["pid"], resume=bool(r["resume"]),
+        cancel_requested=bool(r["cancel_requested"]), epoch=r["epoch"], epochs=r["epochs"], batch_i=r["batch_i"],
+        n_batches=r["n_batches"], eta_s=r["eta_s"], dataset_source=r["dataset_source"],
+        dataset_hash=r["dataset_hash"], n_images=json.loads(r["n_images"]) if r["n_images"] else {},
+        class_names=tuple(json.loads(r["class_names"]) if r["class_names"] else ()),
+        best_weights=r["best_weights"], metrics=json.loads(r["metrics"]) if r["metrics"] else {},
+        started_at=r["started_at"], finished_at=r["finished_at"], wall_s=r["wall_s"] or 0.0,
+        folder=str(run_dir(project, r["id"])),
+        class_ids=None if r["class_ids"] is None else tuple(json.loads(r["class_ids"])),
     )
 
 
 # ------------------------------------------------------ updates by the worker
 def update(project: Project, run_id: str, **fields: Any) -> None:
-    """Set columns of a run (JSON-encodes dicts and lists)."""
-    cols = [c.strip() for c in _COLUMNS.split(",")]
-    sets, args = [], []
-    for key, value in fields.items():
-        if key not in cols or key == "id":
-            raise ValueError(f"unknown run column {key!r}")
-        sets.append(f"{key}=?")
-        args.append(json.dumps(value) if isinstance(value, (dict, list, tuple)) else value)
-    sets.append("updated_at=?")
-    args.append(time.time())
-    with project.transaction() as db:
-        db.execute(f"UPDATE train_runs SET {', '.join(sets)} WHERE id=?", (*args, run_id))
+    """Set columns of a run (JSON-encodes dicts and lists); an unknown column is a ValueError."""
+    run_registry.update(project, run_id, **fields)
 
 
 def add_epoch(project: Project, run_id: str, epoch: int, metrics: dict[str, float], epoch_s: float | None) -> None:
-    with project.transaction() as db:
-        db.execute(
-            "INSERT INTO train_epochs(run_id, epoch, at, epoch_s, metrics) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(run_id, epoch) DO UPDATE SET at=excluded.at, epoch_s=excluded.epoch_s,"
-            " metrics=excluded.metrics",
-            (run_id, int(epoch), time.time(), epoch_s, json.dumps(metrics)),
-        )
+    """Record the metrics of a finished epoch (streamed by the worker, read by :func:`train.runs.epochs`)."""
+    run_registry.add_epoch(project, run_id, epoch, metrics, epoch_s)
 
 
-def _finish(project: Project, run_id: str, status: JobStatus, reason: str | None, **fields: Any) -> None:
-    now = time.time()
-    with project.transaction() as db:
-        row = db.execute("SELECT started_at, wall_s, status FROM train_runs WHERE id=?", (run_id,)).fetchone()
-        if row is None or row[2] in FINISHED:
-            return  # someone else (the worker or a cancel) already recorded the end
-        update(project, run_id, status=status, reason=reason, phase=None, finished_at=now, eta_s=None, **fields)
+def finish(project: Project, run_id: str, status: JobStatus, reason: str | None, **fields: Any) -> None:
+    """Record the end of a run (``status``, ``reason``, ``finished_at``; ``fields`` such as ``wall_s``,
+    ``best_weights``, ``metrics`` on top) unless the worker or a cancel already recorded it."""
+    run_registry.finish(project, run_id, status, reason, **fields)

@@ -25,17 +25,18 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from data.annotations import Annotations
 from data.errors import NotFoundError
 from data.geometry import mask_to_box
+from data.render import draw_predictions
 from data.store import Project
-
-if TYPE_CHECKING:
-    from train.jobs import RunRecord
+from train import jobs, runs
+from train.jobs import RunRecord
+from train.worker import ultralytics_device
 
 RAW_CONF = 0.05  # floor used by the live demo so sliders above it need no re-run
 RAW_IOU = 0.9
@@ -136,8 +137,6 @@ class RunPredictor:
     def __init__(self, weights: str | Path, device: str = "auto", imgsz: int | None = None) -> None:
         from ultralytics import YOLO
 
-        from train.worker import ultralytics_device
-
         self.weights = Path(weights)
         self.device = ultralytics_device(device)
         self.model = YOLO(str(self.weights))
@@ -182,8 +181,6 @@ def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | No
     resampled, with the same bilinear, half-pixel-centred mapping as its ``scale_masks``:
     upscaling whole images for every detection would cost more than the model itself.
     """
-    import cv2
-
     arr = data.float().cpu().numpy() if hasattr(data, "cpu") else np.asarray(data, dtype=np.float32)
     n = len(arr)
     origins, crops = np.zeros((n, 2), np.int64), [np.zeros((0, 0), bool)] * n
@@ -279,8 +276,6 @@ def class_map(project: Project, names: tuple[str, ...], rec: RunRecord | None) -
 
 def run_class_map(project: Project, run_id: str, names: tuple[str, ...]) -> dict[int, int]:
     """:func:`class_map` for run ``run_id`` (a run without a record maps by name)."""
-    from train import jobs
-
     try:
         rec = jobs.get(project, run_id)
     except NotFoundError:
@@ -301,21 +296,18 @@ _CACHE_LOCK = threading.Lock()
 
 def predictor_for(project: Project, run_id: str, device: str = "auto") -> RunPredictor:
     """The cached predictor of a run (loaded on first use)."""
-    from train import jobs
-    from train.runs import weights
-
     key = (run_id, device)
     with _CACHE_LOCK:
         pred = _CACHE.get(key)
         if pred is None:
             rec = jobs.get(project, run_id)
-            pred = RunPredictor(weights(project, run_id), device=device, imgsz=rec.settings.imgsz)
+            pred = RunPredictor(runs.weights(project, run_id), device=device, imgsz=rec.settings.imgsz)
             _CACHE[key] = pred
     return pred
 
 
 def forget(run_id: str) -> None:
-    """Drop a run's cached predictors (after deleting the run)."""
+    """Drop a run's cached predictors (:func:`train.runs.delete` calls it for a deleted run)."""
     with _CACHE_LOCK:
         for key in [k for k in _CACHE if k[0] == run_id]:
             del _CACHE[key]
@@ -336,9 +328,6 @@ def predict_annotations(
 
 
 # ---------------------------------------------------------------------- render
-_PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167))
-
-
 @dataclass(frozen=True)
 class Rendered:
     image: np.ndarray  # RGB uint8 with masks, boxes, names and scores drawn
@@ -348,35 +337,12 @@ class Rendered:
 
 def render(image_rgb: np.ndarray, raw: RawPrediction, colors: dict[str, str] | None = None,
            alpha: float = 0.45) -> Rendered:
-    """Draw a (re-filtered) prediction; ``colors``: ``#RRGGBB`` by class name (the project's)."""
-    import cv2
-
-    out = image_rgb.copy()
-    cols = [_color(name, i, colors) for i, name in enumerate(raw.names)]
-    if raw.masks is not None and len(raw):
-        overlay = out.copy()
-        for i, c in enumerate(raw.classes):
-            raw.masks.paint(overlay, i, cols[c])
-        out = cv2.addWeighted(overlay, alpha, out, 1 - alpha, 0)
-    thick = max(1, round(max(raw.height, raw.width) / 400))
-    for box, score, c in zip(raw.xyxy, raw.scores, raw.classes, strict=False):
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), cols[c], thick)
-        label = f"{raw.names[c]} {score:.2f}"
-        scale = 0.4 * thick
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        ty = max(th + base, y0)
-        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), cols[c], -1)
-        cv2.putText(out, label, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    """Draw a (re-filtered) prediction (:func:`data.render.draw_predictions`; masks painted from
+    their crops); ``colors``: ``#RRGGBB`` by class name (the project's), other classes in
+    ``data.colors.palette_color(index)``."""
+    image = draw_predictions(image_rgb, raw, colors, alpha)
     counts = {name: int((raw.classes == i).sum()) for i, name in enumerate(raw.names)}
-    return Rendered(out, counts, raw.inference_ms)
-
-
-def _color(name: str, index: int, colors: dict[str, str] | None) -> tuple[int, int, int]:
-    hexa = (colors or {}).get(name)
-    if hexa:
-        return tuple(int(hexa[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
-    return _PALETTE[index % len(_PALETTE)]
+    return Rendered(image, counts, raw.inference_ms)
 
 
 def timed_predict(pred: RunPredictor, image_rgb: np.ndarray, conf: float, iou: float) -> tuple[RawPrediction, float]:
@@ -384,3 +350,7 @@ def timed_predict(pred: RunPredictor, image_rgb: np.ndarray, conf: float, iou: f
     t = time.perf_counter()
     raw = pred.predict_raw(image_rgb, conf, iou)
     return raw, (time.perf_counter() - t) * 1000
+
+
+# A deleted run's cached predictors go with it.
+runs.add_delete_listener(forget)

@@ -1,7 +1,9 @@
 """The run registry: per-epoch metrics, log tail, comparison table, delete, ONNX export.
 
-Runs themselves are rows of ``train_runs`` (see :mod:`train.jobs`); this module
-reads and manages what they produced.
+Runs themselves are scheduled by :mod:`train.jobs` and stored by :mod:`data.run_registry`
+(tables ``train_runs``, ``train_epochs``); this module reads and manages what they produced.
+Modules that keep something per run (``train.predict``'s cached predictors) register with
+:func:`add_delete_listener` to hear of a deleted run, so this module imports none of them.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import contextlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data import run_registry
 from data.errors import InputError, ModelUnavailableError
 from data.store import Project
 from train import jobs
@@ -58,10 +62,7 @@ def short_metrics(metrics: dict[str, float]) -> dict[str, float]:
 def epochs(project: Project, run_id: str) -> list[EpochMetrics]:
     """Per-epoch metrics of a run, in order (streamed while it trains)."""
     jobs.get(project, run_id)
-    rows = project._connection().execute(
-        "SELECT epoch, at, epoch_s, metrics FROM train_epochs WHERE run_id=? ORDER BY epoch", (run_id,)
-    ).fetchall()
-    return [EpochMetrics(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+    return [EpochMetrics(r[0], r[1], r[2], json.loads(r[3])) for r in run_registry.epochs(project, run_id)]
 
 
 def log_tail(project: Project, run_id: str, lines: int = 40) -> str:
@@ -106,17 +107,26 @@ def compare(project: Project) -> list[dict[str, Any]]:
     return rows
 
 
+_DELETE_LISTENERS: list[Callable[[str], None]] = []
+
+
+def add_delete_listener(fn: Callable[[str], None]) -> None:
+    """Have :func:`delete` call ``fn(run_id)`` before it deletes a run (e.g. to drop a cached model).
+
+    Adding the same function again does nothing.
+    """
+    if fn not in _DELETE_LISTENERS:
+        _DELETE_LISTENERS.append(fn)
+
+
 def delete(project: Project, run_id: str) -> None:
-    """Delete a finished or queued run: its record, metrics and folder."""
+    """Delete a finished or queued run: its record, metrics and folder (listeners hear of it first)."""
     rec = jobs.get(project, run_id)
     if rec.status == "running":
         raise InputError(f"run {run_id} is running; cancel it before deleting it.")
-    from train.predict import forget
-
-    forget(run_id)
-    with project.transaction() as db:
-        db.execute("DELETE FROM train_epochs WHERE run_id=?", (run_id,))
-        db.execute("DELETE FROM train_runs WHERE id=?", (run_id,))
+    for listener in list(_DELETE_LISTENERS):
+        listener(run_id)
+    run_registry.delete(project, run_id)
     shutil.rmtree(rec.run_dir, ignore_errors=True)
 
 

@@ -19,8 +19,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from data.errors import InputError
+from data.export import export_project
 from data.store import ClassRecord, Project
+from runtime.weights import resolve_device
 from train import jobs
 from train.jobs import RunRecord
 from train.models import resolve_base_model, ultralytics_args
@@ -69,7 +73,7 @@ def run_job(project: Project, run_id: str) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     wall = jobs.get(project, run_id).wall_s + (time.time() - t0)
     print(f"[defect-studio] run {run_id} {status}" + (f": {reason}" if reason else ""), flush=True)
-    jobs._finish(project, run_id, status, reason, wall_s=wall, **fields)
+    jobs.finish(project, run_id, status, reason, wall_s=wall, **fields)
     try:
         jobs.start_next(project)
     except Exception:  # noqa: BLE001 - the successor's failure is recorded on it, not on this run
@@ -89,8 +93,6 @@ def _reason(err: BaseException) -> str:
 # -------------------------------------------------------------------- dataset
 def _prepare_dataset(project: Project, rec: RunRecord) -> Path:
     """The snapshot (export or given folder) and a data.yaml with absolute paths; records hash and counts."""
-    import yaml
-
     out = rec.run_dir / "data.yaml"
     if rec.resume and out.is_file():
         return out
@@ -101,8 +103,6 @@ def _prepare_dataset(project: Project, rec: RunRecord) -> Path:
         content_hash = dataset_hash(folder)
         n_images = {s: _count_images(folder / "images" / s) for s in ("train", "val")}
     else:
-        from data.export import export_project
-
         fmt = "yolo-segment" if rec.task == "segment" else "yolo-detect"
         folder = rec.run_dir / "dataset"
         res = export_project(project, fmt, folder, val_fraction=rec.settings.val_fraction, seed=rec.settings.seed)
@@ -153,8 +153,6 @@ def _count_images(folder: Path) -> int:
 # ------------------------------------------------------------------- training
 def ultralytics_device(name: str) -> str:
     """Our device names -> Ultralytics' (``cuda`` -> ``0``)."""
-    from runtime.weights import resolve_device
-
     dev = resolve_device(name) if name in ("auto", "cpu", "cuda", "mps") else name
     return "0" if dev == "cuda" else dev.replace("cuda:", "")
 

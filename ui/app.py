@@ -21,16 +21,23 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from annotate import review
+from annotate.autolabel import autolabel as run_autolabel
+from annotate.autolabel import format_report
+from annotate.proposers.registry import create_proposer, proposer_names
 from annotate.segmenters.base import Segmenter
+from data import render
 from data.errors import StudioError
+from data.export import export_project, zip_export
+from data.importers import import_sources
 from data.store import Project
-from ui import render
+from train import jobs
+from train.proposer import register as register_run_proposer
 from ui.errors import user_error
 from ui.label_api import LabelService
 from ui.label_component import label_canvas, page_value
 from ui.predict_tab import build_predict_tab
 from ui.train_tab import build_train_tab
-from train.proposer import register as register_run_proposer
 
 TITLE = "Defect Studio"
 MAX_FILE_SIZE = "512mb"
@@ -129,7 +136,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
               import_dir: str | Path | None = None, service: LabelService | None = None) -> gr.Blocks:
     register_run_proposer()  # the server may be built without app.py (tests, notebooks)
     service = service or LabelService(project, segmenter, weights_dir=weights_dir)
-    from train import jobs
 
     jobs.refresh(project)  # a job left "running" by a previous server is marked interrupted (resumable)
     cancel_events: dict[str, threading.Event] = {}
@@ -262,8 +268,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             return _import([Path(import_dir)], progress)
 
         def _import(paths: list[Path], progress) -> str:
-            from data.importers import import_sources
-
             try:
                 rep = import_sources(project, paths, progress=lambda d, n: progress((d, n), desc="importing"))
             except StudioError as err:
@@ -373,8 +377,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
         def act(kind: str):
             def handler(image_id, ann_id, class_id=None):
-                from annotate import review
-
                 missing = ("Select a proposal in the table first." if ann_id is None else
                            "Pick the new class." if kind == "change" and class_id is None else None)
                 if missing:  # a choice not made yet, not a failure: a notice, and the screen stays as it is
@@ -405,8 +407,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
         rv_change.click(act("change"), [rv_image, rv_sel, rv_class], rv_outputs)
 
         def accept_above(image_id, score, scope):
-            from annotate import review
-
             res = review.accept_above(project, float(score), None if scope == "all images" else image_id)
             return (f"Accepted {res.changed} proposals at or above {score:.2f} ({res.dropped_duplicates} dropped as duplicates).",
                     *refresh_review(image_id))
@@ -422,10 +422,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
         rv_refine.click(refine, [token, rev, rv_image], [canvas, rev, tabs])
 
         def autolabel(t: str, proposer: str, select: str, min_score: float, class_id, progress=gr.Progress()):
-            from annotate.autolabel import autolabel as run_autolabel
-            from annotate.autolabel import format_report
-            from annotate.proposers.registry import create_proposer
-
             ev = threading.Event()
             cancel_events[t] = ev
             try:
@@ -454,8 +450,6 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
         # -------------------------------------------------------- export
         def do_export(fmt, val, seed, rle, include, progress=gr.Progress()):
-            from data.export import export_project, zip_export
-
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = project.path("exports", f"{fmt}-{stamp}")
             kw = dict(val_fraction=float(val), seed=int(seed or 0), rle=bool(rle), include_proposed=bool(include))
@@ -488,17 +482,11 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
 
 def _proposer_choices(project: Project) -> list[str]:
-    try:
-        from annotate.proposers.registry import proposer_names
-    except ImportError:
-        return ["anomaly"]
     names = [n for n in proposer_names() if n != "run:ID"]
     try:
-        from train import jobs
-
         names += [f"run:{r.id}" for r in jobs.list_runs(project) if r.status == "succeeded"]
-    except (ImportError, AttributeError, StudioError):
-        pass
+    except StudioError:
+        pass  # an unreadable run registry must not keep the Review screen from opening
     return names
 
 

@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from data import run_registry
 from data.store import Project
 from tests.train.conftest import make_project
 from train import jobs, runs, worker
@@ -41,11 +42,13 @@ def test_a_given_dataset_binds_the_names_the_project_has(tmp_path) -> None:
 
 
 def test_an_old_runs_table_gains_the_column_and_its_records_read_without_ids(tmp_path) -> None:
-    project = Project.create(tmp_path / "p", ["chip"])
-    old_schema = jobs._SCHEMA.replace("    class_ids TEXT,\n", "")
+    created = Project.create(tmp_path / "p", ["chip"])
+    old_schema = run_registry.TABLES.ddl.replace("    class_ids TEXT,\n", "")
     assert "class_ids" not in old_schema
-    db = sqlite3.connect(project.db_path)
-    db.executescript(old_schema)
+    # A v1 database whose runs table predates class_ids (the release before them).
+    db = sqlite3.connect(created.db_path)
+    db.executescript("DROP TABLE train_epochs; DROP TABLE train_runs;" + old_schema)
+    db.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     db.execute(
         "INSERT INTO train_runs(id, created_at, updated_at, task, model, settings, status, class_names)"
         " VALUES ('old', 1, 1, 'detect', 'yolov8n', ?, 'succeeded', ?)",
@@ -53,8 +56,9 @@ def test_an_old_runs_table_gains_the_column_and_its_records_read_without_ids(tmp
     )
     db.commit()
     db.close()
-    rec = jobs.get(project, "old")  # migrates
+    project = Project(created.root)  # migrates
+    rec = jobs.get(project, "old")
     assert rec.class_names == ("chip",) and rec.class_ids is None and runs.as_dict(rec)["class_ids"] is None
-    jobs.ensure_schema(project)  # idempotent
+    Project(project.root).ensure_tables(run_registry.TABLES)  # idempotent
     jobs.update(project, "old", class_ids=[project.class_by_name("chip").id, None])
     assert jobs.get(project, "old").class_ids == (project.class_by_name("chip").id, None)

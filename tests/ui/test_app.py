@@ -104,25 +104,6 @@ def test_review_selects_the_first_proposal_and_shows_it_close_up(project, fake):
         demo.ds_service.close()
 
 
-def test_zoom_on_enlarges_the_proposal_and_outlines_it():
-    import numpy as np
-
-    from ui.render import zoom_on
-
-    image = np.full((300, 400, 3), 90, np.uint8)
-    m = np.zeros((300, 400), bool)
-    m[100:110, 200:212] = True
-    ann = Annotations.from_masks(m, 1, 0.5, source="anomaly", status="proposed")
-    out = zoom_on(image, ann, 0, {1: "#00FF00"}, side=360)
-    assert out.shape == (360 * 58 // 60, 360, 3)  # 12x10 box + 24 px context: 60 wide, 58 high
-    assert (out[..., 1] > 200).any() and (out[..., 0] < 50).any()  # the green outline is drawn
-    edge = zoom_on(image, Annotations.from_masks(np.roll(m, (-100, -200), (0, 1)), 1), 0, {}, side=120)
-    assert edge.shape[:2] == (120 * 34 // 36, 120)  # clipped at the image corner
-    outside = Annotations(xyxy=np.array([[500.0, 400.0, 520.0, 410.0]], np.float32), class_id=np.array([1]),
-                          confidence=np.array([0.5], np.float32))
-    assert zoom_on(image, outside, 0, {}) is None
-
-
 def test_uploaded_coco_json_finds_the_images_uploaded_with_it(tmp_path, project):
     """Gradio keeps each upload in its own folder; the import must still see them together."""
     import json
