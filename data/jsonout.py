@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from data.errors import InputError
+
 STDOUT = "-"
 
 
@@ -32,14 +34,18 @@ def write_json(doc: Any, out: str | Path | None) -> None:
         print(text, flush=True)
         return
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Not mkstemp: its 0600 mode would differ from the mode of a plainly written file.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "x", encoding="utf-8") as f:
             f.write(text + "\n")
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise InputError(f"cannot write --json {out}: {err.strerror or err}; pick a writable path or '-' for stdout.") from err
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise

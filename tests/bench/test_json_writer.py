@@ -43,3 +43,15 @@ def test_bench_export_writes_its_json(tmp_path, capsys):
     doc = json.loads(target.read_text())
     assert doc["n_images"] == 2 and doc["seed"] == 0 and list(doc["formats"]) == list(FORMATS)
     assert all(v["seconds"] >= 0 for v in doc["formats"].values())
+
+
+def test_an_unwritable_target_is_a_clear_error_and_leaves_nothing(tmp_path):
+    import pytest
+
+    from data.errors import InputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="cannot write --json"):
+        write_json({"a": 1}, blocker / "out.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
