@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from data.errors import StudioError
-from train.proposer import register as register_run_proposer
 
 DEFAULT_PROJECT = Path("projects/sample")
 
@@ -203,7 +202,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def wire() -> None:
-    """Connect the layers that may not import each other: a training run becomes a proposer."""
+    """Connect the layers that may not import each other: a training run becomes a proposer.
+
+    Imported here, not at the top: like the ``COMMANDS`` table, the entry point loads a room only
+    for the command that needs it, so ``python app.py --help`` loads nothing but argparse.
+    """
+    from train.proposer import register as register_run_proposer
+
     register_run_proposer()
 
 

@@ -276,7 +276,9 @@ def test_imports_sit_at_the_top_except_heavy_ones():
     modules = module_files()
     heavy = heavy_modules()
     wrong = []
-    for path in modules.values():
+    for module, path in modules.items():
+        if module == "app":
+            continue  # the entry point loads each room on demand (its COMMANDS table, ``wire``): --help stays instant
         tree = ast.parse(path.read_text())
         for fn in ast.walk(tree):
             if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
