@@ -164,8 +164,8 @@ def _export(
     split = stratified_split({it.record.id: it.class_ids for it in items}, val_fraction, seed)
 
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         n_ann, hashes = _write_dataset(project, fmt, tmp, items, split, class_index, class_names,
                                        statuses, rle, "val" in split.values(), progress)
         content_hash = _content_hash(hashes)
@@ -175,6 +175,9 @@ def _export(
             _zip_folder(tmp, out)
         else:
             _replace_folder(tmp, out)
+    except OSError as err:  # a folder that cannot be written, a full disk: the previous export stays
+        raise InputError(f"cannot write the export to {out}: {err.strerror or err}; choose a writable --out "
+                         "(the previous export, if any, is kept).") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -219,3 +219,14 @@ def test_an_image_file_gone_mid_export_is_a_clear_error_and_the_previous_export_
         export_project(project, "coco", tmp_path / "out")
     assert export_mod._is_our_export(tmp_path / "out")
     assert json.loads((tmp_path / "out" / export_mod.MARKER).read_text())["content_hash"] == first.content_hash
+
+
+def test_an_unwritable_target_is_a_clear_error_and_keeps_the_previous_export(project, tmp_path):
+    out = tmp_path / "out"
+    export_project(project, "coco", out)
+    before = _files(out)
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match="cannot write the export"):
+        export_project(project, "coco", blocker / "export")  # its parent is a file
+    assert _files(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out", "plain-file"]
