@@ -166,6 +166,9 @@ def _export(
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
+    except OSError as err:  # --out names a folder that cannot be made (a file on its path, no permission)
+        raise InputError(f"cannot write the export to {out}: {err.strerror or err}; choose a writable --out.") from err
+    try:
         n_ann, hashes = _write_dataset(project, fmt, tmp, items, split, class_index, class_names,
                                        statuses, rle, "val" in split.values(), progress)
         content_hash = _content_hash(hashes)
@@ -175,9 +178,6 @@ def _export(
             _zip_folder(tmp, out)
         else:
             _replace_folder(tmp, out)
-    except OSError as err:  # a folder that cannot be written, a full disk: the previous export stays
-        raise InputError(f"cannot write the export to {out}: {err.strerror or err}; choose a writable --out "
-                         "(the previous export, if any, is kept).") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
