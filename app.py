@@ -34,6 +34,7 @@ COMMANDS = {
     "bench export": "bench.cli:cmd_bench_export",
     "bench train": "bench.cli:cmd_bench_train",
     "bench ui": "bench.cli:cmd_bench_ui",
+    "bench store": "bench.cli:cmd_bench_store",
 }
 
 
@@ -167,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead", action="store_true", help="seconds per epoch through the app vs bare Ultralytics")
     _seed(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    _json(p)
+
+    p = bench.add_parser("store", help="accept, delete, undo and reads on a large image; undo history memory")
+    p.add_argument("--n", type=int, nargs="+", default=[1, 50], metavar="N",
+                   help="annotations on the image, one run each (default: 1 50)")
+    p.add_argument("--size", default="4000x3000", metavar="WxH", help="image size (default: 4000x3000)")
+    p.add_argument("--repeats", type=int, default=7, help="runs per timing, the median is reported (default: 7)")
+    p.add_argument("--edits", type=int, default=30, help="edits before the undo history is weighed (default: 30)")
+    _seed(p)
+    _models(p)
     _json(p)
 
     p = bench.add_parser("ui", help="click-to-overlay latency in a headless browser")

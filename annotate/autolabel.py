@@ -26,7 +26,7 @@ from annotate.segmenters.base import Prompt
 from data import autolabel_log
 from data.annotations import Annotations
 from data.errors import InputError
-from data.geometry import box_to_mask, masks_to_boxes
+from data.geometry import crop_mask
 
 Select = Literal["unlabeled", "all"]
 
@@ -55,22 +55,21 @@ def add_masks(
     The segmenter replaces the proposer's masks unless the proposer ``keeps_masks`` (a trained
     segmentation model). Without a segmenter, box-only proposals stay box-only.
     """
-    if segmenter is None or len(props) == 0 or (props.mask is not None and keeps_masks):
+    if segmenter is None or len(props) == 0 or (props.has_mask.all() and keeps_masks):
         return props
-    h, w = image.shape[:2]
     segmenter.set_image(image, key)
-    masks = np.zeros((len(props), h, w), dtype=bool)
+    crops, origins = [], []
     for i, box in enumerate(props.xyxy):
         pred = segmenter.predict(key, Prompt.make(box=box), multimask=False)
         m = pred.masks[0] if len(pred.masks) else None
-        if m is None or not m.any():  # segmenter found nothing: keep what the proposer had
-            m = props.mask[i] if props.mask is not None else box_to_mask(box, h, w)
-        masks[i] = m
-
-    return Annotations(
-        xyxy=masks_to_boxes(masks), class_id=props.class_id, confidence=props.confidence, mask=masks,
-        data=dict(props.data),
-    )
+        if m is None or not m.any():  # segmenter found nothing: keep what the proposer had (or the box)
+            c, x0, y0 = props.crop(i)
+        else:
+            c, x0, y0 = crop_mask(m)
+        crops.append(c)
+        origins.append((x0, y0))
+    out = Annotations.from_crops(props.height, props.width, crops, origins, props.class_id, props.confidence)
+    return out.with_data(props.data)
 
 
 def select_images(project, select: Select) -> list:
@@ -165,9 +164,7 @@ def autolabel(
 def _drop(props: Annotations, existing: Annotations, counter: list[int]) -> Annotations:
     if not len(props) or not len(existing):
         return props
-    if props.mask is None:
-        existing = Annotations(existing.xyxy, existing.class_id, existing.confidence, None, dict(existing.data))
-    dup = duplicate_mask(props, existing)
+    dup = duplicate_mask(props, existing)  # box IoU for box-only proposals, mask IoU once they have masks
     counter[0] += int(dup.sum())
     return props.filter(~dup)
 

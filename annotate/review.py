@@ -20,7 +20,7 @@ import numpy as np
 
 from data.annotations import Annotations
 from data.errors import InputError
-from data.geometry import box_iou, mask_iou
+from data.geometry import box_iou
 
 DUPLICATE_IOU = 0.5
 
@@ -33,16 +33,16 @@ class ReviewResult:
 
 
 def _iou_matrix(a: Annotations, b: Annotations) -> np.ndarray:
-    """IoU between every pair, on masks when both sides have them, else on boxes."""
+    """IoU between every pair: of the masks (crops) where both rows have one, else of the boxes."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
     iou = box_iou(a.xyxy, b.xyxy)
-    if a.mask is None or b.mask is None or a.mask.shape[1:] != b.mask.shape[1:]:
+    if a.shape != b.shape:
         return iou
-    out = np.zeros_like(iou)
-    for i, j in zip(*np.nonzero(iou > 0), strict=False):  # masks only where boxes touch
-        out[i, j] = mask_iou(a.mask[i], b.mask[j])
-    return out
+    both = a.has_mask[:, None] & b.has_mask[None, :]
+    for i, j in zip(*np.nonzero((iou > 0) & both), strict=False):  # masks only where boxes touch
+        iou[i, j] = a.iou(i, b, j)
+    return iou
 
 
 def duplicate_mask(new: Annotations, existing: Annotations) -> np.ndarray:
@@ -111,14 +111,15 @@ def change_class(project, annotation_id: int, class_id: int) -> None:
     project.update_annotation(int(annotation_id), class_id=int(class_id))
 
 
-def refine(project, annotation_id: int, mask: np.ndarray, source: str = "manual") -> None:
-    """Replace the mask (refined with clicks); the annotation becomes accepted, drawn by ``source``."""
-    mask = np.asarray(mask, dtype=bool)
+def refine(project, annotation_id: int, shape: Annotations, source: str = "manual") -> None:
+    """Replace the mask by ``shape``'s (a one-row container, refined with clicks); the annotation
+    becomes accepted, drawn by ``source``."""
     image_id, _ = project.annotation(int(annotation_id))
     rec = project.image(image_id)
-    if mask.shape != (rec.height, rec.width):
-        raise InputError(f"refined mask is {mask.shape}, the image is ({rec.height}, {rec.width}).")
-    project.update_annotation(int(annotation_id), mask=mask, source=source, status="accepted")  # un-marks good
+    if shape.shape != (rec.height, rec.width):
+        raise InputError(f"refined mask is for a {shape.width}x{shape.height} image, the image is "
+                         f"{rec.width}x{rec.height}.")
+    project.update_annotation(int(annotation_id), shape=shape, source=source, status="accepted")  # un-marks good
 
 
 def accept_above(project, min_score: float, image_id: int | None = None) -> ReviewResult:

@@ -10,6 +10,7 @@ Each prints its report and, with ``--json OUT``, writes the same figures as JSON
 - ``bench export``: ``[--n N] [--seed S]``;
 - ``bench train``: ``[--n-train N] [--n-test N] [--budget-min MIN] [--imgsz PX] [--overhead] [--seed S]
   [--device D]``;
+- ``bench store``: ``[--n N ...] [--size WxH] [--repeats K] [--edits E] [--seed S] [--segmenter NAME]``;
 - ``bench ui``: ``[--project DIR] [--clicks N] [--segmenter NAME]``, ``--weights-dir``, ``--device``.
 """
 
@@ -19,7 +20,7 @@ import argparse
 from dataclasses import asdict
 
 from annotate.segmenters.registry import create_segmenter
-from bench import clicks, export, proposals, train, ui
+from bench import clicks, export, proposals, store, train, ui
 from data.cli import progress_bar
 from data.errors import InputError
 from data.jsonout import write_json
@@ -73,5 +74,17 @@ def cmd_bench_ui(args: argparse.Namespace) -> int:
     r = ui.run_bench_ui(project, int(args.clicks), getattr(args, "segmenter", None),
                         getattr(args, "weights_dir", None), getattr(args, "device", "auto"))
     print(ui.format_bench(r))
+    write_json(r, getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_store(args: argparse.Namespace) -> int:
+    try:
+        width, height = (int(v) for v in str(args.size).lower().split("x"))
+    except ValueError as err:
+        raise InputError(f"--size must be WIDTHxHEIGHT (for example 4000x3000), got {args.size!r}.") from err
+    seg = create_segmenter(getattr(args, "segmenter", None) or "classical", getattr(args, "weights_dir", None),
+                           getattr(args, "device", "auto"))
+    r = store.run_bench(seg, tuple(args.n), width, height, repeats=args.repeats, edits=args.edits, seed=args.seed)
     write_json(r, getattr(args, "json", None))
     return 0

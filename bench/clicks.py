@@ -156,11 +156,9 @@ def load_gt(images_dir: str | Path, gt_json: str | Path) -> list[GTImage]:
     """The ground-truth images that hold at least one non-empty instance mask."""
     out = []
     for im in read_ground_truth(images_dir, gt_json):
-        keep = im.masks.reshape(len(im.masks), -1).any(1) if len(im.masks) else np.zeros(0, bool)
+        keep = im.labels.area > 0
         if keep.any():
-            out.append(replace(im, masks=im.masks[keep], boxes=im.boxes[keep],
-                               classes=tuple(np.array(im.classes, dtype=object)[keep]),
-                               ann_ids=tuple(np.array(im.ann_ids)[keep].tolist())))
+            out.append(replace(im, labels=im.labels.filter(keep)))
     return out
 
 
@@ -251,7 +249,7 @@ def run_bench(
     click_ms: list[float] = []
     bare_ms: list[float] = []
     results: list[InstanceResult] = []
-    n_inst = sum(len(im.masks) for im in images)
+    n_inst = sum(len(im.labels) for im in images)
     bar = tqdm(total=n_inst, desc=f"bench clicks {seg.name}", disable=not progress, unit="inst")
     # As in the app: while the user clicks on one image, a background worker encodes the next
     # ones, so click latency is measured with that work running (it yields to pending clicks).

@@ -30,7 +30,6 @@ from bench.coco_eval import Scores, Tally
 from data.annotations import Annotations
 from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
-from data.geometry import box_to_mask
 from data.jsonout import dumps
 from data.store import Project
 
@@ -77,11 +76,9 @@ def choose_references(gt: list[GtImage], n: int) -> tuple[list[GtImage], list[Gt
 def _tally(t: Tally, g: GtImage, gi: np.ndarray, props: Annotations, pi: np.ndarray) -> None:
     """Score the proposals ``pi`` of one image against its ground-truth instances ``gi``."""
     def mask_of(p: int) -> np.ndarray:
-        if props.mask is not None:
-            return props.mask[pi[p]]
-        return box_to_mask(props.xyxy[pi[p]], *g.masks.shape[1:])
+        return props.full_mask(int(pi[p]))  # a box-only proposal: its filled box
 
-    t.add(g.boxes[gi], g.masks[gi], props.xyxy[pi], props.confidence[pi], mask_of)
+    t.add(g.boxes[gi], g.labels[gi].full_masks(), props.xyxy[pi], props.confidence[pi], mask_of)
 
 
 # ------------------------------------------------------------------ the run

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from bench.coco_eval import coco_scores, load_coco_gt
-from data.coco import read_rgb, result_to_coco
+from data.coco import read_rgb
 from data.export import export_project
 from data.importers import import_sources
 from data.sample import generate
@@ -115,8 +115,8 @@ def evaluate(project: Project, run_id: str, test_dir: Path, device: str = "auto"
     for im in gt.loadImgs(gt.getImgIds()):
         raw = pred.predict_raw(read_rgb(test_dir / "images" / im["file_name"]), conf=0.001, iou=0.6)
         ms.append(raw.inference_ms)
-        results += [result_to_coco(im["id"], cat_by_name[raw.names[raw.classes[i]]], raw.xyxy[i], raw.scores[i],
-                                   None if raw.masks is None else raw.masks[i]) for i in range(len(raw))]
+        categories = [cat_by_name[raw.names[c]] for c in raw.classes]  # GT category of each detection
+        results += raw.annotations.with_class_ids(categories).to_coco_results(im["id"])
     out: dict[str, Any] = {"test_images": len(gt.getImgIds()), "inference_ms_mean": round(float(np.mean(ms)), 1)}
     out.update(coco_scores(gt, results))
     return out

@@ -1,53 +1,33 @@
-"""COCO instances format: per object -> per image -> per dataset, on top of data.geometry.
+"""COCO instances files: per dataset and per file, on top of :class:`data.annotations.Annotations`.
 
-Reading turns each COCO annotation into a mask (polygons, compressed or uncompressed
-RLE) or a box-only annotation, or a reason why it was rejected. Writing produces
-polygons by default (holes filled, one polygon per part) or compressed RLE, ``area``
-from the mask, image and annotation ids from 1, and category ids ``1..K`` in project
-class order (stated in the file's ``info``).
+Per object, reading and writing are the container's adapters (``Annotations.from_coco``,
+``to_coco``, ``to_coco_results``): each COCO annotation becomes a mask (polygons, compressed or
+uncompressed RLE) or a box-only row, or a reason why it was rejected; writing produces polygons
+by default (holes filled, one polygon per part) or compressed RLE, ``area`` from the mask.
+Here: reading a file (:func:`read_coco`, :func:`read_ground_truth`), image and annotation ids
+from 1, and category ids ``1..K`` in project class order (stated in the file's ``info``).
 
 Every COCO file the project writes is made here: exports (:func:`dataset_to_coco`), the
 sample's ground truth (:func:`ground_truth_annotation`, :func:`write_ground_truth`) and
-detection results (:func:`result_to_coco`, :func:`write_results`); every RLE goes through
-``data.geometry.encode_rle``.
-"""
+detection results (:func:`write_results`); every RLE goes through ``data.geometry``."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from data.annotations import Annotations
 from data.errors import InputError
-from data.geometry import (
-    box_to_mask,
-    decode_rle,
-    encode_rle,
-    mask_to_box,
-    masks_to_boxes,
-    polygons_to_mask,
-    rle_area,
-    rle_to_polygons,
-)
+from data.geometry import encode_rle, mask_to_box
 
 CATEGORY_ID_NOTE = "category ids are 1..K in the project's class order"
 
 
 # ------------------------------------------------------------------ reading
-@dataclass(frozen=True)
-class CocoObject:
-    """One readable COCO annotation: a mask, or ``mask=None`` for a box-only one."""
-
-    category_id: int
-    xyxy: tuple[float, float, float, float]
-    mask: np.ndarray | None
-
-
 @dataclass(frozen=True)
 class CocoFile:
     path: Path
@@ -77,81 +57,7 @@ def read_coco(path: Path) -> CocoFile:
     return CocoFile(Path(path), categories, images, by_image)
 
 
-def parse_object(ann: dict, categories: dict[int, str], height: int, width: int) -> CocoObject:
-    """One COCO annotation -> CocoObject; raises InputError with the reason it cannot be used."""
-    if ann.get("iscrowd"):
-        raise InputError("iscrowd (crowd region) annotations are not imported: they mark many objects as one.")
-    cat = ann.get("category_id")
-    if cat not in categories:
-        raise InputError(f"unknown category id {cat!r} (not in 'categories').")
-    seg = ann.get("segmentation")
-    if seg:
-        mask = _segmentation_to_mask(seg, height, width)
-        if not mask.any():
-            raise InputError("empty mask (the segmentation covers no pixel).")
-        return CocoObject(int(cat), tuple(float(v) for v in mask_to_box(mask)), mask)
-    bbox = ann.get("bbox")
-    if isinstance(bbox, list) and len(bbox) == 4 and bbox[2] > 0 and bbox[3] > 0:
-        x, y, w, h = (float(v) for v in bbox)
-        x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
-        if x1 <= x0 or y1 <= y0:
-            raise InputError(f"bbox {bbox} lies outside the {width}x{height} image.")
-        return CocoObject(int(cat), (x0, y0, x1, y1), None)
-    raise InputError("no segmentation and no usable bbox.")
-
-
-def _segmentation_to_mask(seg: Any, height: int, width: int) -> np.ndarray:
-    if isinstance(seg, dict):
-        size = seg.get("size")
-        if not size or [int(size[0]), int(size[1])] != [height, width]:
-            raise InputError(f"RLE size {size} does not match the {width}x{height} image.")
-        try:
-            return decode_rle(seg)
-        except (ValueError, TypeError, KeyError, UnicodeError) as err:
-            raise InputError(f"unreadable RLE ({err}).") from err
-    if isinstance(seg, list):
-        polys = [p for p in seg if isinstance(p, list)]
-        valid = [p for p in polys if len(p) >= 6 and len(p) % 2 == 0]
-        if not valid:
-            raise InputError("polygon with fewer than 3 points.")
-        return polygons_to_mask(valid, height, width)
-    raise InputError(f"segmentation of type {type(seg).__name__} is neither polygons nor RLE.")
-
-
 # ------------------------------------------------------------------ writing
-def object_to_coco(
-    rle: dict | None, xyxy: tuple[float, ...], category_id: int, ann_id: int, image_id: int, as_rle: bool
-) -> dict:
-    """One stored annotation as COCO: polygons (default, holes filled) or its compressed RLE.
-
-    ``area`` and ``bbox`` come from the mask. A box-only annotation (``rle`` None) is written
-    as its bbox plus the box polygon, in both modes.
-    """
-    if rle is not None:
-        segmentation: Any = dict(rle) if as_rle else rle_to_polygons(rle, xyxy)
-        area = float(rle_area(rle))
-        bbox = [round(float(v), 2) for v in mask_utils.toBbox(_rle_bytes(rle))]
-    else:
-        x0, y0, x1, y1 = (round(float(v), 2) for v in xyxy)
-        segmentation = [[x0, y0, x1, y0, x1, y1, x0, y1]]
-        area = round((x1 - x0) * (y1 - y0), 2)
-        bbox = [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)]
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": category_id,
-        "segmentation": segmentation,
-        "area": area,
-        "bbox": bbox,
-        "iscrowd": 0,
-    }
-
-
-def _rle_bytes(rle: dict) -> dict:
-    counts = rle["counts"]
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-
-
 def image_to_coco(image_id: int, file_name: str, width: int, height: int) -> dict:
     return {"id": image_id, "file_name": file_name, "width": width, "height": height}
 
@@ -208,22 +114,6 @@ def write_ground_truth(path: str | Path, doc: dict) -> None:
 
 
 # ---------------------------------------------------------------- detection results
-def result_to_coco(image_id: int, category_id: int, xyxy: Any, score: float, mask: np.ndarray | None = None,
-                   rounded: bool = False) -> dict:
-    """One detection in COCO results form (``loadRes``): XYWH ``bbox``, ``score``, RLE ``segmentation``
-    when there is a mask. ``rounded``: bbox to 0.01 px and score to 5 decimals (files users read)."""
-    x0, y0, x1, y1 = (float(v) for v in xyxy)
-    bbox = [x0, y0, x1 - x0, y1 - y0]
-    score = float(score)
-    if rounded:
-        bbox = [round(v, 2) for v in bbox]
-        score = round(score, 5)
-    item: dict[str, Any] = {"image_id": image_id, "category_id": category_id, "bbox": bbox, "score": score}
-    if mask is not None:
-        item["segmentation"] = encode_rle(mask)
-    return item
-
-
 def write_results(out_dir: str | Path, images: list[dict], results: list[dict],
                   class_names: list[str] | tuple[str, ...]) -> None:
     """``results.json`` (the detections) and ``images.json`` (images and categories ``1..K``) in ``out_dir``."""
@@ -236,19 +126,33 @@ def write_results(out_dir: str | Path, images: list[dict], results: list[dict],
 # ---------------------------------------------------------------- ground truth for benchmarks
 @dataclass(frozen=True)
 class GroundTruthImage:
-    """One image of a COCO ground-truth file, masks decoded.
+    """One image of a COCO ground-truth file: a thin view of its :class:`Annotations`.
 
-    ``masks`` is ``(N, H, W)`` bool (a box-only instance becomes its filled box), ``boxes``
-    ``(N, 4)`` XYXY from the masks, ``classes`` the category names, ``ann_ids`` the COCO ids.
+    ``labels`` holds the instances (class names in ``data["name"]``, COCO ids in ``data["id"]``);
+    ``masks`` is their full-size ``(N, H, W)`` stack (a box-only instance reads as its filled box),
+    ``boxes`` their ``(N, 4)`` XYXY boxes, ``classes`` the names, ``ann_ids`` the COCO ids.
     """
 
     id: int
     file_name: str
     path: Path
-    masks: np.ndarray
-    boxes: np.ndarray
-    classes: tuple[str, ...]
-    ann_ids: tuple[int, ...]
+    labels: Annotations
+
+    @property
+    def masks(self) -> np.ndarray:
+        return self.labels.full_masks()
+
+    @property
+    def boxes(self) -> np.ndarray:
+        return self.labels.xyxy
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(str(n) for n in self.labels.data["name"])
+
+    @property
+    def ann_ids(self) -> tuple[int, ...]:
+        return tuple(int(i) for i in self.labels.ids)
 
 
 def read_ground_truth(images_dir: str | Path, gt_path: str | Path) -> list[GroundTruthImage]:
@@ -259,36 +163,29 @@ def read_ground_truth(images_dir: str | Path, gt_path: str | Path) -> list[Groun
     if not images_dir.is_dir():
         raise InputError(f"image folder {images_dir} not found; pass the folder of the GT images with --images.")
     try:
-        coco = json.loads(gt_path.read_text(encoding="utf-8"))
-        cats = {c["id"]: c["name"] for c in coco["categories"]}
-        images = sorted(coco["images"], key=lambda im: im["id"])
-    except (ValueError, KeyError, TypeError) as err:
+        doc = json.loads(gt_path.read_text(encoding="utf-8"))
+        cats = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
+        images = sorted(doc["images"], key=lambda im: im["id"])
+        by_image: dict[int, list[dict]] = {}
+        for a in doc.get("annotations", []):
+            by_image.setdefault(a["image_id"], []).append(a)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise InputError(f"{gt_path} is not a COCO instances file ({err}).") from err
-    by_image: dict[int, list[dict]] = {}
-    for a in coco.get("annotations", []):
-        by_image.setdefault(a["image_id"], []).append(a)
     out = []
     for im in images:
-        h, w = int(im["height"]), int(im["width"])
-        masks, classes, ids = [], [], []
-        for a in by_image.get(im["id"], []):
-            seg = a.get("segmentation")
-            if isinstance(seg, dict):
-                m = decode_rle(seg)
-            elif isinstance(seg, list) and seg:
-                m = polygons_to_mask(seg, h, w)
-            else:
-                x, y, bw, bh = a["bbox"]
-                m = box_to_mask((x, y, x + bw, y + bh), h, w)
-            masks.append(m)
-            classes.append(cats[a["category_id"]])
-            ids.append(int(a["id"]))
+        try:
+            h, w = int(im["height"]), int(im["width"])
+            anns = by_image.get(im["id"], [])
+            labels = Annotations.from_coco(anns, cats, h, w, source="ground_truth")
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(f"{gt_path}: image {im.get('id')!r} cannot be read ({err}).") from err
+        except InputError as err:
+            raise InputError(f"{gt_path}: an annotation of image {im.get('id')!r}: {err}") from err
+        labels = labels.with_data({"id": np.array([int(a["id"]) for a in anns], dtype=np.int64)})
         path = images_dir / im["file_name"]
         if not path.is_file():
             raise InputError(f"image {path} listed in {gt_path.name} is missing from {images_dir}.")
-        stack = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
-        out.append(GroundTruthImage(int(im["id"]), im["file_name"], path, stack, masks_to_boxes(stack),
-                                    tuple(classes), tuple(ids)))
+        out.append(GroundTruthImage(int(im["id"]), im["file_name"], path, labels))
     return out
 
 

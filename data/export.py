@@ -36,8 +36,9 @@ from typing import Literal
 import numpy as np
 
 from data import coco, yolo
+from data.annotations import Annotations
 from data.errors import InputError, ProjectError
-from data.store import ImageRecord, Project, StoredAnnotation
+from data.store import ImageRecord, Project
 
 Format = Literal["coco", "yolo-detect", "yolo-segment"]
 FORMATS: tuple[str, ...] = ("coco", "yolo-detect", "yolo-segment")
@@ -190,8 +191,8 @@ def _items(project: Project, statuses: tuple[str, ...]) -> list[_Item]:
     for rec in project.images():
         if rec.status not in ("done", "good"):
             continue
-        rows = project.annotation_rows(rec.id, statuses) if rec.status == "done" else []
-        cls = frozenset(r.class_id for r in rows)
+        ann = _labels(project, rec, statuses, with_masks=False)
+        cls = frozenset(int(c) for c in ann.class_id)
         items.append(_Item(rec, export_name(rec), cls))
     names = [it.file_name for it in items]
     if len(set(names)) != len(names):  # only on a 10-hex prefix collision; fall back to the full hash
@@ -226,18 +227,17 @@ def _write_dataset(
                 f"'{rec.name}' or delete it from the project."
             ) from err
         hashes[rel_image] = rec.sha256
-        rows = project.annotation_rows(rec.id, statuses) if rec.status == "done" else []
-        n_ann += len(rows)
+        ann = _labels(project, rec, statuses)
+        n_ann += len(ann)
         if fmt == "coco":
             images, anns = coco_parts[s]
             image_id = len(images) + 1
             images.append(coco.image_to_coco(image_id, it.file_name, rec.width, rec.height))
-            for row in rows:
-                anns.append(coco.object_to_coco(row.rle, row.xyxy, class_index[row.class_id] + 1,
-                                                len(anns) + 1, image_id, rle))
+            category_of = {cid: k + 1 for cid, k in class_index.items()}
+            anns.extend(ann.to_coco(image_id, category_of, first_id=len(anns) + 1, as_rle=rle))
         else:
             rel_label = f"labels/{s}/{Path(it.file_name).stem}.txt"
-            content = yolo.label_file(_yolo_lines(fmt, rows, class_index, rec.height, rec.width))
+            content = yolo.label_file(ann.to_yolo(fmt, class_index))
             _write(root / rel_label, content)
             hashes[rel_label] = hashlib.sha256(content).hexdigest()
         if progress:
@@ -256,22 +256,11 @@ def _write_dataset(
     return n_ann, hashes
 
 
-def _yolo_lines(
-    fmt: str, rows: list[StoredAnnotation], class_index: dict[int, int], height: int, width: int
-) -> list[str]:
-    lines: list[str] = []
-    for row in rows:
-        idx = class_index[row.class_id]
-        line = None
-        if fmt == "yolo-segment" and row.rle is not None:
-            line = yolo.segment_line(row.rle, row.xyxy, idx)
-        elif fmt == "yolo-segment":  # box-only annotation: its box as a polygon
-            line = yolo.box_segment_line(row.xyxy, idx, height, width)
-        if line is None:  # detect format (or an empty stored mask): the box
-            line = yolo.detect_line(row.xyxy, idx, height, width) if fmt == "yolo-detect" else \
-                yolo.box_segment_line(row.xyxy, idx, height, width)
-        lines.append(line)
-    return lines
+def _labels(project: Project, rec: ImageRecord, statuses: tuple[str, ...], with_masks: bool = True) -> Annotations:
+    """The labels an image exports: its annotations of ``statuses`` when it is done, none when good."""
+    if rec.status != "done":
+        return Annotations.empty(rec.height, rec.width)
+    return project.annotations(rec.id, statuses, with_masks=with_masks)
 
 
 def _write(path: Path, content: bytes) -> None:

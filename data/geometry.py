@@ -15,10 +15,60 @@ from pycocotools import mask as mask_utils
 
 def mask_to_box(mask: np.ndarray) -> np.ndarray:
     """XYXY box of a bool mask (zeros for an empty mask)."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    mask = np.asarray(mask, dtype=bool)
+    cols = np.flatnonzero(mask.any(axis=0))
+    if len(cols) == 0:
         return np.zeros(4, dtype=np.float32)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+    rows = np.flatnonzero(mask[:, cols[0] : cols[-1] + 1].any(axis=1))
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+
+
+def crop_mask(mask: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """A mask cut to its box: ``(crop, x0, y0)``, the crop a bool copy (``(0, 0)`` for an empty mask)."""
+    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
+    return np.array(mask[y0:y1, x0:x1], dtype=bool), x0, y0
+
+
+def crop_tight(crop: np.ndarray, x0: int, y0: int) -> tuple[np.ndarray, int, int]:
+    """A crop (at ``x0, y0``) cut again to the box of its pixels."""
+    c, dx, dy = crop_mask(crop)
+    return c, x0 + dx, y0 + dy
+
+
+def clip_crop(crop: np.ndarray, x0: int, y0: int, height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """The part of a crop that lies inside a ``height x width`` image."""
+    h, w = crop.shape
+    cx0, cy0 = max(0, -x0), max(0, -y0)
+    cx1, cy1 = max(cx0, min(w, width - x0)), max(cy0, min(h, height - y0))
+    return crop[cy0:cy1, cx0:cx1], x0 + cx0, y0 + cy0
+
+
+def paste_crop(canvas: np.ndarray, crop: np.ndarray, x0: int, y0: int, value: object = True) -> None:
+    """Set the pixels of a crop (at ``x0, y0`` in image pixels) in ``canvas`` (``(H, W)`` or ``(H, W, C)``),
+    the part of the crop outside the canvas ignored."""
+    crop, x0, y0 = clip_crop(crop, x0, y0, canvas.shape[0], canvas.shape[1])
+    canvas[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]][crop] = value
+
+
+def crop_window(crop: np.ndarray, x0: int, y0: int, wx0: int, wy0: int, wx1: int, wy1: int) -> np.ndarray:
+    """The crop's pixels inside the window ``[wx0, wx1) x [wy0, wy1)`` of the image, ``(wy1 - wy0, wx1 - wx0)``."""
+    out = np.zeros((max(0, wy1 - wy0), max(0, wx1 - wx0)), dtype=bool)
+    paste_crop(out, crop, x0 - wx0, y0 - wy0)
+    return out
+
+
+def crop_iou(a: np.ndarray, ao: tuple[int, int], b: np.ndarray, bo: tuple[int, int]) -> float:
+    """IoU of two masks kept as crops at origins ``ao``/``bo`` (1.0 when both are empty)."""
+    sa, sb = int(a.sum()), int(b.sum())
+    x0, y0 = max(ao[0], bo[0]), max(ao[1], bo[1])
+    x1, y1 = min(ao[0] + a.shape[1], bo[0] + b.shape[1]), min(ao[1] + a.shape[0], bo[1] + b.shape[0])
+    inter = 0
+    if x1 > x0 and y1 > y0:
+        pa = a[y0 - ao[1] : y1 - ao[1], x0 - ao[0] : x1 - ao[0]]
+        pb = b[y0 - bo[1] : y1 - bo[1], x0 - bo[0] : x1 - bo[0]]
+        inter = int(np.logical_and(pa, pb).sum())
+    union = sa + sb - inter
+    return inter / union if union else 1.0
 
 
 def box_to_mask(xyxy, height: int, width: int) -> np.ndarray:
@@ -37,20 +87,82 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def encode_rle(mask: np.ndarray) -> dict:
-    """Bool mask -> COCO compressed RLE with ``counts`` as str (JSON-safe)."""
+    """Bool mask -> COCO compressed RLE with ``counts`` as str (JSON-safe); an empty-sized mask too."""
+    if mask.size == 0:
+        return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": ""}
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
 def decode_rle(rle: dict) -> np.ndarray:
     """COCO RLE (compressed str/bytes counts, or uncompressed list counts) -> bool mask."""
-    h, w = rle["size"]
+    h, w = (int(v) for v in rle["size"])
+    if h * w == 0:
+        return np.zeros((h, w), dtype=bool)
     counts = rle["counts"]
     if isinstance(counts, list):
         rle = mask_utils.frPyObjects(rle, h, w)
     elif isinstance(counts, str):
         rle = {"size": [h, w], "counts": counts.encode("ascii")}
     return mask_utils.decode(rle).astype(bool)
+
+
+def crop_to_rle(crop: np.ndarray, x0: int, y0: int, height: int, width: int) -> dict:
+    """The full-image COCO RLE of a mask kept as a crop at ``(x0, y0)``, without a full-size mask.
+
+    Only the band of columns the crop spans is encoded (RLE runs down the columns); the
+    columns before and after it are one background run each.
+    """
+    crop, x0, y0 = clip_crop(np.asarray(crop, dtype=bool), int(x0), int(y0), height, width)
+    if not crop.any():
+        return encode_rle(np.zeros((height, width), dtype=bool)) if height * width else encode_rle(crop)
+    ch, cw = crop.shape
+    band = np.zeros((height, cw), dtype=bool)
+    band[y0 : y0 + ch] = crop
+    runs = rle_counts(encode_rle(band)["counts"])
+    runs[0] += x0 * height
+    tail = (width - x0 - cw) * height
+    if len(runs) % 2:  # ends on a background run: it grows
+        runs[-1] += tail
+    elif tail:
+        runs.append(tail)
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": runs}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def polygons_to_crop(polygons: list[list[float]], height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """``polygons_to_mask`` as a tight crop ``(crop, x0, y0)``, bit for bit, without a full-size mask.
+
+    pycocotools rasterises the polygons at the image's size into RLE (runs, not pixels); only the
+    columns the mask spans are decoded. (Rasterising the shifted polygons in a smaller window
+    would move a few edge pixels: pycocotools rounds the 5x-upsampled vertices in floating point,
+    which is not exact under a shift.)
+    """
+    valid = [[float(v) for v in p] for p in polygons if len(p) >= 6]
+    if not valid or height * width == 0 or not all(np.isfinite(p).all() for p in valid):
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    rle = mask_utils.merge(mask_utils.frPyObjects(valid, height, width))
+    runs = np.asarray(rle_counts(rle["counts"]), dtype=np.int64)
+    ends = np.cumsum(runs)
+    fg = (np.arange(len(runs)) % 2 == 1) & (runs > 0)  # odd runs are foreground
+    if not fg.any():
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    x0 = int((ends[fg][0] - runs[fg][0]) // height)
+    x1 = int((ends[fg][-1] - 1) // height) + 1
+    band = rle_crop({"size": [height, width], "counts": runs.tolist()}, x0, x1)
+    return crop_tight(band, x0, 0)
+
+
+def crop_to_polygons(crop: np.ndarray, x0: int, y0: int) -> list[list[float]]:
+    """``mask_to_polygons`` of a mask kept as a crop at ``(x0, y0)``, in image pixels.
+
+    The crop is padded by one pixel so contours touching its edge are traced as on the full image.
+    """
+    if crop.size == 0:
+        return []
+    padded = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), dtype=np.uint8)
+    padded[1:-1, 1:-1] = crop
+    return mask_to_polygons(padded, origin=(x0 - 1, y0 - 1))
 
 
 def rle_area(rle: dict) -> int:
@@ -60,11 +172,12 @@ def rle_area(rle: dict) -> int:
     return int(mask_utils.area(obj))
 
 
-def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]:
+def mask_to_polygons(mask: np.ndarray, min_points: int = 3, origin: tuple[int, int] = (0, 0)) -> list[list[float]]:
     """Outer contours of a mask as polygons (holes are filled: polygon formats cannot hold them).
 
     Vertices sit on pixel centres + 0.5 so that rasterising the polygon back covers
-    the original pixels to within one pixel.
+    the original pixels to within one pixel. ``origin``: where the mask's top-left pixel is in
+    the image (for a crop), added to every vertex.
     """
     m = np.ascontiguousarray(mask.astype(np.uint8))
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -78,7 +191,8 @@ def mask_to_polygons(mask: np.ndarray, min_points: int = 3) -> list[list[float]]
             c = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
         else:
             c = c + 0.5
-        polys.append([round(float(v), 2) for v in c.reshape(-1)])
+        c = c + origin
+        polys.append([round(v, 2) for v in c.reshape(-1).tolist()])
     # Largest first, then by position: deterministic order.
     polys.sort(key=lambda p: (-polygon_area(p), p[:2]))
     return polys

@@ -33,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from data import coco, yolo
 from data.annotations import Annotations
 from data.errors import InputError
@@ -45,7 +43,8 @@ from data.store import Project
 SOURCE = "import"
 Progress = Callable[[int, int], None]
 # (height, width) -> (objects as (class name, xyxy, mask|None), rejections as (where, reason))
-LabelReader = Callable[[int, int], tuple[list[tuple[str, tuple, np.ndarray | None]], list[tuple[str, str]]]]
+# (height, width) -> (the image's labels, class names in ``data["name"]``; the rejected (where, why)).
+LabelReader = Callable[[int, int], tuple[Annotations, list[tuple[str, str]]]]
 
 
 @dataclass(frozen=True)
@@ -111,25 +110,17 @@ def _import_one(project: Project, item: _Planned, class_ids: dict[str, int], rej
     image = load_for_import(item.read(), item.name)
     if project.image_by_hash(image.sha256) is not None:
         return None
-    objects: list = []
+    labels = Annotations.empty(image.height, image.width)
     if item.labels is not None:
-        objects, bad = item.labels(image.height, image.width)
+        labels, bad = item.labels(image.height, image.width)
         rejected.extend(bad)
-    masked = [o for o in objects if o[2] is not None]
-    boxes = [o for o in objects if o[2] is None]
-    ann = None
-    if masked:
-        ann = Annotations.from_masks(np.stack([o[2] for o in masked]), [class_ids[clean_name(o[0])] for o in masked],
-                                     source=SOURCE, status="accepted")
-    status = "done" if objects else "unlabeled"
-    with project.transaction():  # image, masks and box-only labels in one transaction
-        image_id, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height,
-                                              image.ext, annotations=ann, status=status)
-        if created and boxes:
-            project.add_annotations(image_id, Annotations.from_boxes(
-                np.array([o[1] for o in boxes]), [class_ids[clean_name(o[0])] for o in boxes],
-                np.full(len(boxes), np.nan), source=SOURCE, status="accepted"))
-    return len(objects) if created else None
+    if len(labels):
+        labels = labels.with_class_ids([class_ids[clean_name(n)] for n in labels.data["name"]])
+    status = "done" if len(labels) else "unlabeled"
+    # The image and its labels (masks and box-only rows together) in one transaction.
+    _, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height, image.ext,
+                                   annotations=labels if len(labels) else None, status=status)
+    return len(labels) if created else None
 
 
 # ----------------------------------------------------------------- planning
@@ -313,20 +304,18 @@ def _find_coco_image(json_path: Path, file_name: str) -> Path | None:
 
 
 def _coco_labels(file_name: str, im: dict, anns: list[dict], categories: dict[int, str]) -> LabelReader:
-    def read(height: int, width: int):
-        objects, bad = [], []
+    def read(height: int, width: int) -> tuple[Annotations, list[tuple[str, str]]]:
         declared = (im.get("height"), im.get("width"))
         if anns and declared != (height, width) and None not in declared:
-            return [], [(file_name, f"COCO says {declared[1]}x{declared[0]} but the image is {width}x{height}; "
-                                    f"its {len(anns)} annotations were not imported.")]
-        for ann in sorted(anns, key=lambda a: a.get("id", 0)):
-            try:
-                obj = coco.parse_object(ann, categories, height, width)
-            except InputError as err:
-                bad.append((f"{file_name} annotation {ann.get('id')}", str(err)))
-            else:
-                objects.append((categories[obj.category_id], obj.xyxy, obj.mask))
-        return objects, bad
+            return Annotations.empty(height, width), [
+                (file_name, f"COCO says {declared[1]}x{declared[0]} but the image is {width}x{height}; "
+                            f"its {len(anns)} annotations were not imported.")]
+        ordered = sorted(anns, key=lambda a: a.get("id", 0))
+        bad: list[tuple[str, str]] = []
+        labels = Annotations.from_coco(
+            ordered, categories, height, width, source=SOURCE,
+            on_error=lambda k, why: bad.append((f"{file_name} annotation {ordered[k].get('id')}", why)))
+        return labels, bad
 
     return read
 
@@ -349,23 +338,16 @@ def _plan_yolo(yaml_path: Path, plan: _Plan) -> None:
 
 
 def _yolo_labels(name: str, label_path: Path, names: list[str]) -> LabelReader:
-    def read(height: int, width: int):
+    def read(height: int, width: int) -> tuple[Annotations, list[tuple[str, str]]]:
         if not label_path.is_file():
-            return [], []
-        objects, bad = [], []
+            return Annotations.empty(height, width), []
         try:
             lines = label_path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
-            return [], [(f"{name} labels", f"unreadable label file ({err}).")]
-        for no, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = yolo.parse_line(line, len(names), height, width)
-            except InputError as err:
-                bad.append((f"{label_path.name}:{no}", str(err)))
-            else:
-                objects.append((names[obj.class_index], obj.xyxy, obj.mask))
-        return objects, bad
+            return Annotations.empty(height, width), [(f"{name} labels", f"unreadable label file ({err}).")]
+        bad: list[tuple[str, str]] = []
+        labels = Annotations.from_yolo(lines, names, height, width, source=SOURCE,
+                                       on_error=lambda k, why: bad.append((f"{label_path.name}:{k + 1}", why)))
+        return labels, bad
 
     return read

@@ -4,12 +4,17 @@
   container (accepted masks filled, every mask outlined, its id tagged; proposals thin, ``?``).
 - :func:`zoom_on`: the Review close-up of one annotation.
 - :func:`draw_predictions`: the Predict picture (masks filled, boxes, ``name score`` tags) of
-  anything shaped like :class:`Detections` (``train.predict.RawPrediction`` is one); masks are
-  painted through :class:`MaskSet`, so masks kept as crops are never made full size.
+  anything shaped like :class:`Detections` (``train.predict.RawPrediction`` is one).
+
+Masks are read as the container keeps them, crops inside their boxes (a box-only row as its
+filled box): filled through :class:`MaskSet` ``paint``, outlined per crop with the contours
+shifted to the crop's origin, cut to the close-up through ``Annotations.window``. Nothing here
+makes a mask full size.
 
 The primitives: :func:`class_rgb` (a class's colour), :func:`fill_masks` (masks filled at an
-alpha), :func:`outline` (a mask's contours), :func:`id_tag`, :func:`box` and :func:`label_tag`.
-Everything is RGB ``uint8``; nothing here knows about models or training.
+alpha), :func:`outline` (a mask's contours), :func:`outline_crop` (the same, of a crop),
+:func:`id_tag`, :func:`box` and :func:`label_tag`. Everything is RGB ``uint8``; nothing here
+knows about models or training.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from data.annotations import Annotations
 from data.colors import UNKNOWN, hex_to_rgb, palette_color
+from data.geometry import clip_crop
 
 RGB = tuple[int, int, int]
 K = TypeVar("K")
@@ -32,7 +38,7 @@ PREDICTION_ALPHA = 0.45  # masks in the Predict picture
 
 
 class MaskSet(Protocol):
-    """``N`` instance masks that can paint themselves (``train.predict.BoxMasks`` is one)."""
+    """``N`` instance masks that can paint themselves (:class:`~data.annotations.Annotations` is one)."""
 
     def __len__(self) -> int: ...
 
@@ -40,23 +46,11 @@ class MaskSet(Protocol):
         """Set the pixels of mask ``i`` in ``image`` to ``value``."""
 
 
-class FullMasks:
-    """A full ``(N, H, W)`` bool stack as a :class:`MaskSet`."""
-
-    def __init__(self, masks: np.ndarray) -> None:
-        self.masks = np.asarray(masks, dtype=bool)
-
-    def __len__(self) -> int:
-        return len(self.masks)
-
-    def paint(self, image: np.ndarray, i: int, value: object) -> None:
-        image[self.masks[i]] = value
-
-
 class Detections(Protocol):
     """What :func:`draw_predictions` reads: ``xyxy (N, 4)``, ``scores (N,)``, ``classes (N,)``
-    (indices into ``names``), ``masks`` (a :class:`MaskSet`, a full ``(N, H, W)`` array, or None),
-    and the ``height``/``width`` of the image they were predicted on."""
+    (indices into ``names``), ``masks`` (a :class:`MaskSet`, or None), and the ``height``/``width``
+    of the image they were predicted on. Full ``(N, H, W)`` masks are given as
+    ``Annotations.from_masks(masks, class_ids)``."""
 
     height: int
     width: int
@@ -66,7 +60,7 @@ class Detections(Protocol):
     names: tuple[str, ...]
 
     @property
-    def masks(self) -> MaskSet | np.ndarray | None: ...
+    def masks(self) -> MaskSet | None: ...
 
 
 # ------------------------------------------------------------------ primitives
@@ -74,11 +68,6 @@ def class_rgb(colors: Mapping[K, str] | None, key: K, default: str = UNKNOWN) ->
     """The colour of class ``key`` (``#RRGGBB`` in ``colors``), else ``default``."""
     hexa = colors.get(key) if colors else None
     return hex_to_rgb(hexa or default)
-
-
-def as_mask_set(masks: MaskSet | np.ndarray) -> MaskSet:
-    """``masks`` as a :class:`MaskSet` (a full array is wrapped, a mask set returned as is)."""
-    return masks if hasattr(masks, "paint") else FullMasks(np.asarray(masks))
 
 
 def fill_masks(image: np.ndarray, masks: MaskSet, colors: Sequence[RGB | None], alpha: float) -> np.ndarray:
@@ -94,6 +83,21 @@ def outline(image: np.ndarray, mask: np.ndarray, color: RGB, thickness: int,
             chain: int = cv2.CHAIN_APPROX_SIMPLE) -> None:
     """Draw the outer contours of ``mask`` (bool or uint8 ``(H, W)``) on ``image``, anti-aliased."""
     contours, _ = cv2.findContours(mask.astype(np.uint8, copy=False), cv2.RETR_EXTERNAL, chain)
+    cv2.drawContours(image, contours, -1, color, thickness, cv2.LINE_AA)
+
+
+def outline_crop(image: np.ndarray, crop: np.ndarray, x0: int, y0: int, color: RGB, thickness: int) -> None:
+    """:func:`outline` of a mask kept as a crop whose top-left pixel is ``(x0, y0)`` in ``image``.
+
+    The part of the crop inside the image is traced with a 1-pixel border of background (as
+    OpenCV sees the edge of a full-size mask) and its contours drawn shifted to the crop's place:
+    the same pixels as outlining the full-size mask.
+    """
+    crop, x0, y0 = clip_crop(np.asarray(crop, dtype=bool), int(x0), int(y0), image.shape[0], image.shape[1])
+    if not crop.any():
+        return
+    padded = np.pad(crop.astype(np.uint8), 1)
+    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0 - 1, y0 - 1))
     cv2.drawContours(image, contours, -1, color, thickness, cv2.LINE_AA)
 
 
@@ -125,16 +129,17 @@ def line_width(height: int, width: int) -> int:
 # ------------------------------------------------------------------ pictures
 def draw_annotations(image: np.ndarray, ann: Annotations, colors: Mapping[int, str]) -> np.ndarray:
     """Accepted masks filled, proposals outlined thin with their id; ``colors``: ``#RRGGBB`` by
-    class id (others :data:`data.colors.UNKNOWN`). RGB uint8 out, ``image`` untouched."""
+    class id (others :data:`data.colors.UNKNOWN`). ``image`` is ``ann``'s, ``(H, W, 3)``; masks are
+    read from their crops (a box-only row as its filled box). RGB uint8 out, ``image`` untouched."""
     out = image.copy()
-    if ann.mask is None or not len(ann):
+    if not len(ann):
         return out
     rgb = [class_rgb(colors, int(c)) for c in ann.class_id]
     accepted = [ann.status[i] == "accepted" for i in range(len(ann))]
-    out = fill_masks(out, FullMasks(ann.mask), [c if a else None for c, a in zip(rgb, accepted, strict=True)],
-                     OVERLAY_ALPHA)
+    out = fill_masks(out, ann, [c if a else None for c, a in zip(rgb, accepted, strict=True)], OVERLAY_ALPHA)
     for i in range(len(ann)):
-        outline(out, ann.mask[i], rgb[i], 2 if accepted[i] else 1)
+        crop, x0, y0 = ann.crop(i)
+        outline_crop(out, crop, x0, y0, rgb[i], 2 if accepted[i] else 1)
         tag = f"#{int(ann.ids[i])}" + (" ?" if ann.status[i] == "proposed" else "")
         id_tag(out, int(ann.xyxy[i][0]), int(ann.xyxy[i][1]), tag, rgb[i])
     return out
@@ -146,7 +151,8 @@ def zoom_on(
     """A close-up of annotation ``index``: its box grown by ``context`` times its size on each side
     (at least 24 px), scaled so the longer side is ``side`` px with square pixels (nearest
     neighbour: a defect is judged on its pixels), every outline in the crop drawn at that scale,
-    the chosen one thick. RGB uint8 out; None when the box is not in the image."""
+    the chosen one thick. Each mask is read only inside the close-up's window (``ann.window``; a
+    box-only row as its filled box). RGB uint8 out; None when the box is not in the image."""
     h, w = image.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in ann.xyxy[index])
     if not np.isfinite([x0, y0, x1, y1]).all():
@@ -160,11 +166,9 @@ def zoom_on(
     s = side / max(crop.shape[:2])
     size = (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s)))
     out = np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_NEAREST if s >= 1 else cv2.INTER_AREA))
-    if ann.mask is None:
-        return out
     order = [i for i in range(len(ann)) if i != index] + [index]  # the chosen one on top
     for i in order:
-        m = ann.mask[i][cy0:cy1, cx0:cx1].astype(np.uint8)
+        m = ann.window(i, cx0, cy0, cx1, cy1).astype(np.uint8)
         if not m.any():
             continue
         m = cv2.resize(m, size, interpolation=cv2.INTER_NEAREST)
@@ -180,12 +184,13 @@ def prediction_colors(names: Sequence[str], colors: Mapping[str, str] | None) ->
 
 def draw_predictions(image: np.ndarray, det: Detections, colors: Mapping[str, str] | None = None,
                      alpha: float = PREDICTION_ALPHA) -> np.ndarray:
-    """Masks filled at ``alpha``, boxes and ``name score`` tags; ``colors``: ``#RRGGBB`` by class
-    name (:func:`prediction_colors`). RGB uint8 out, ``image`` untouched."""
+    """Masks filled at ``alpha`` (painted by ``det.masks``, never made full size), boxes and
+    ``name score`` tags; ``colors``: ``#RRGGBB`` by class name (:func:`prediction_colors`).
+    RGB uint8 out, ``image`` untouched."""
     out = image.copy()
     cols = prediction_colors(det.names, colors)
     if det.masks is not None and len(det.xyxy):
-        out = fill_masks(out, as_mask_set(det.masks), [cols[c] for c in det.classes], alpha)
+        out = fill_masks(out, det.masks, [cols[c] for c in det.classes], alpha)
     thick = line_width(det.height, det.width)
     for xyxy, score, c in zip(det.xyxy, det.scores, det.classes, strict=False):
         x0, y0, _, _ = box(out, xyxy, cols[c], thick)

@@ -43,15 +43,17 @@ import numpy as np
 from data.annotations import STATUSES, Annotations
 from data.colors import PALETTE
 from data.errors import InputError, NotFoundError, ProjectError
-from data.geometry import box_to_mask, decode_rle, encode_rle, mask_to_box
+from data.geometry import crop_mask, decode_rle, encode_rle
 from data.names import clean_name
 
 ImageStatus = Literal["unlabeled", "done", "good"]
 IMAGE_STATUSES: tuple[str, ...] = ("unlabeled", "done", "good")
 DB_NAME = "project.db"
 # Version history: 1 - images, classes, annotations (data modules created their own tables on first
-# use); 2 - the tables of data modules (run registry, autolabel log) are created by the store.
-SCHEMA_VERSION = 2
+# use); 2 - the tables of data modules (run registry, autolabel log) are created by the store;
+# 3 - masks kept as crops: ``annotations.rle`` is the RLE of the mask cut to its box, whose top-left
+# pixel is ``(crop_x, crop_y)`` (before: the RLE of the full-size mask).
+SCHEMA_VERSION = 3
 SUBFOLDERS: tuple[str, ...] = ("images", "cache", "runs", "exports")
 
 
@@ -81,6 +83,8 @@ CREATE TABLE IF NOT EXISTS annotations (
     class_id INTEGER NOT NULL REFERENCES classes(id),
     x0 REAL NOT NULL, y0 REAL NOT NULL, x1 REAL NOT NULL, y1 REAL NOT NULL,
     rle TEXT,
+    crop_x INTEGER,
+    crop_y INTEGER,
     source TEXT NOT NULL,
     score REAL,
     status TEXT NOT NULL CHECK (status IN ('proposed', 'accepted', 'rejected')),
@@ -140,8 +144,21 @@ def _to_v2(db: sqlite3.Connection) -> None:
         _apply_tables(db, tables)
 
 
+def _to_v3(db: sqlite3.Connection) -> None:
+    """2 -> 3: each full-size mask RLE becomes the RLE of the mask cut to its box, at ``(crop_x, crop_y)``."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(annotations)")}
+    for column in ("crop_x", "crop_y"):
+        if column not in have:
+            db.execute(f"ALTER TABLE annotations ADD COLUMN {column} INTEGER")
+    rows = db.execute("SELECT id, rle FROM annotations WHERE rle IS NOT NULL AND crop_x IS NULL").fetchall()
+    for ann_id, text in rows:
+        crop, x0, y0 = crop_mask(decode_rle(json.loads(text)))
+        db.execute("UPDATE annotations SET rle=?, crop_x=?, crop_y=? WHERE id=?",
+                   (json.dumps(encode_rle(crop)), x0, y0, ann_id))
+
+
 # In order: _MIGRATIONS[i] upgrades a database of version i + 1 to version i + 2.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v2,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_v2, _to_v3)
 assert len(_MIGRATIONS) == SCHEMA_VERSION - 1, "one migration per schema version"
 
 
@@ -153,19 +170,6 @@ class ImageRecord:
     sha256: str
     width: int
     height: int
-    status: str
-
-
-@dataclass(frozen=True)
-class StoredAnnotation:
-    """One annotation as stored, mask still RLE-encoded (``rle`` None for a box-only one)."""
-
-    id: int
-    class_id: int
-    xyxy: tuple[float, float, float, float]
-    rle: dict | None
-    source: str
-    score: float | None
     status: str
 
 
@@ -499,29 +503,21 @@ class Project:
     def annotations(
         self, image_id: int, statuses: tuple[str, ...] = ("accepted", "proposed"), with_masks: bool = True
     ) -> Annotations:
+        """The image's annotations of these statuses, ordered by id, masks as stored (crops), each row's
+        version in ``data["updated_at"]`` (it changes whenever the row is written).
+
+        ``with_masks=False`` reads the rows without their masks (all box-only): for counting, boxes, and
+        telling which rows changed since a version was seen.
+        """
         rec = self.image(image_id)
         marks = ",".join("?" * len(statuses))
+        rle = "rle" if with_masks else "NULL"
         rows = self._connection().execute(
-            f"SELECT id, class_id, x0, y0, x1, y1, rle, source, score, status FROM annotations"
-            f" WHERE image_id=? AND status IN ({marks}) ORDER BY id",
+            f"SELECT id, class_id, x0, y0, x1, y1, {rle}, crop_x, crop_y, source, score, status, updated_at"
+            f" FROM annotations WHERE image_id=? AND status IN ({marks}) ORDER BY id",
             (rec.id, *statuses),
         ).fetchall()
-        return _rows_to_annotations(rows, rec.height, rec.width, with_masks)
-
-    def annotation_rows(
-        self, image_id: int, statuses: tuple[str, ...] = ("accepted",)
-    ) -> list[StoredAnnotation]:
-        """Annotations without decoding their masks (exports read the RLE as stored), ordered by id."""
-        marks = ",".join("?" * len(statuses))
-        rows = self._connection().execute(
-            f"SELECT id, class_id, x0, y0, x1, y1, rle, source, score, status FROM annotations"
-            f" WHERE image_id=? AND status IN ({marks}) ORDER BY id",
-            (int(image_id), *statuses),
-        ).fetchall()
-        return [
-            StoredAnnotation(r[0], r[1], (r[2], r[3], r[4], r[5]), json.loads(r[6]) if r[6] else None, r[7], r[8], r[9])
-            for r in rows
-        ]
+        return Annotations.from_rows(rows, rec.height, rec.width)
 
     def add_annotations(self, image_id: int, annotations: Annotations) -> list[int]:
         """Store annotations on an image in one transaction; returns their new ids.
@@ -550,8 +546,9 @@ class Project:
         self, db: sqlite3.Connection, image_id: int, ann: Annotations, height: int, width: int
     ) -> list[int]:
         known = {r[0] for r in db.execute("SELECT id FROM classes")}
-        if ann.mask is not None and ann.mask.shape[1:] != (height, width):
-            raise InputError(f"mask size {ann.mask.shape[1:]} does not match the image ({height}, {width}).")
+        if ann.has_mask.any() and ann.shape != (height, width):
+            raise InputError(f"mask size {ann.shape} does not match the image ({height}, {width}).")
+        ann = ann.tight()
         now = time.time()
         ids = []
         for i in range(len(ann)):
@@ -561,27 +558,28 @@ class Project:
             status = str(ann.status[i])
             if status not in STATUSES:
                 raise InputError(f"annotation status must be one of {', '.join(STATUSES)}, not '{status}'.")
-            rle = None if ann.mask is None else json.dumps(encode_rle(ann.mask[i]))
             score = float(ann.confidence[i])
             x0, y0, x1, y1 = (float(v) for v in ann.xyxy[i])
+            cx, cy = (int(v) for v in ann.origins[i]) if ann.crops[i] is not None else (None, None)
             cur = db.execute(
-                "INSERT INTO annotations(image_id, class_id, x0, y0, x1, y1, rle, source, score, status,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image_id, class_id, x0, y0, x1, y1, rle, str(ann.source[i]),
+                "INSERT INTO annotations(image_id, class_id, x0, y0, x1, y1, rle, crop_x, crop_y, source, score,"
+                " status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, class_id, x0, y0, x1, y1, ann.crop_json(i), cx, cy, str(ann.source[i]),
                  None if np.isnan(score) else score, status, now, now),
             )
             ids.append(cur.lastrowid)
         return ids
 
     def annotation(self, annotation_id: int) -> tuple[int, Annotations]:
-        """``(image_id, one-annotation container)``."""
+        """``(image_id, one-row container)``: only this annotation's row is read and decoded."""
         row = self._connection().execute(
-            "SELECT image_id FROM annotations WHERE id=?", (int(annotation_id),)
+            "SELECT a.image_id, i.height, i.width, a.id, a.class_id, a.x0, a.y0, a.x1, a.y1, a.rle, a.crop_x,"
+            " a.crop_y, a.source, a.score, a.status, a.updated_at FROM annotations a JOIN images i ON i.id = a.image_id"
+            " WHERE a.id=?", (int(annotation_id),)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"annotation id {annotation_id} does not exist.")
-        ann = self.annotations(row[0], statuses=STATUSES)
-        return row[0], ann.filter(ann.ids == int(annotation_id))
+        return row[0], Annotations.from_rows([row[3:]], row[1], row[2])
 
     def update_annotation(
         self,
@@ -589,10 +587,11 @@ class Project:
         *,
         class_id: int | None = None,
         status: str | None = None,
-        mask: np.ndarray | None = None,
+        shape: Annotations | None = None,
         source: str | None = None,
     ) -> None:
-        """Change one annotation in one transaction (a new mask also updates its box)."""
+        """Change one annotation in one transaction. ``shape``: a one-row container whose mask (cut to
+        its box) and box replace the annotation's."""
         sets, args = [], []
         if class_id is not None:
             self.get_class(class_id)
@@ -603,11 +602,15 @@ class Project:
                 raise InputError(f"annotation status must be one of {', '.join(STATUSES)}, not '{status}'.")
             sets.append("status=?")
             args.append(status)
-        if mask is not None:
-            if not mask.any():
+        if shape is not None:
+            if len(shape) != 1 or not shape.has_mask[0]:
+                raise InputError("an annotation's new shape is one row with a mask.")
+            one = shape.tight()
+            if not one.crops[0].any():
                 raise InputError("the edited mask is empty; delete the annotation instead.")
-            sets.append("rle=?, x0=?, y0=?, x1=?, y1=?")
-            args.extend([json.dumps(encode_rle(mask)), *(float(v) for v in mask_to_box(mask))])
+            sets.append("rle=?, crop_x=?, crop_y=?, x0=?, y0=?, x1=?, y1=?")
+            (h, w), (x, y) = one.crops[0].shape, (int(v) for v in one.origins[0])
+            args.extend([one.crop_json(0), x, y, float(x), float(y), float(x + w), float(y + h)])
         if source is not None:
             sets.append("source=?")
             args.append(source)
@@ -672,30 +675,6 @@ class Project:
             "classes": [c.name for c in self.classes()],
             "annotations": by_class,
         }
-
-
-def _rows_to_annotations(rows: list[tuple], height: int, width: int, with_masks: bool) -> Annotations:
-    if not rows:
-        return Annotations.empty(height, width) if with_masks else Annotations.empty()
-    masks = None
-    if with_masks:
-        masks = np.zeros((len(rows), height, width), dtype=bool)
-        for i, r in enumerate(rows):
-            if r[6]:
-                masks[i] = decode_rle(json.loads(r[6]))
-            else:  # box-only annotation: its mask is the box
-                masks[i] = box_to_mask(r[2:6], height, width)
-    return Annotations(
-        xyxy=np.array([r[2:6] for r in rows], dtype=np.float32),
-        class_id=[r[1] for r in rows],
-        confidence=[np.nan if r[8] is None else r[8] for r in rows],
-        mask=masks,
-        data={
-            "id": np.array([r[0] for r in rows], dtype=np.int64),
-            "source": np.array([r[7] for r in rows], dtype=object),
-            "status": np.array([r[9] for r in rows], dtype=object),
-        },
-    )
 
 
 def _clean_class_name(name: str) -> str:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from annotate.proposers.registry import proposer_statuses
 from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
-from data.coco import image_to_coco, result_to_coco, write_results
+from data.coco import image_to_coco, write_results
 from data.errors import InputError, StudioError
 from data.jsonout import write_json
 from data.store import Project
@@ -185,9 +185,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def coco_results(raw: predict.RawPrediction, image_id: int) -> list[dict[str, Any]]:
-    """COCO detection results, rounded; category ids are model class index + 1 (as in images.json)."""
-    return [result_to_coco(image_id, int(raw.classes[i]) + 1, raw.xyxy[i], raw.scores[i],
-                           None if raw.masks is None else raw.masks[i], rounded=True) for i in range(len(raw))]
+    """COCO detection results, rounded; category ids are model class index + 1 (as in images.json);
+    RLE ``segmentation`` written from each crop (``Annotations.to_coco_results``)."""
+    return raw.annotations.to_coco_results(image_id, {k: k + 1 for k in range(len(raw.names))}, rounded=True)
 
 
 def _image_files(source: Path) -> list[Path]:

@@ -3,15 +3,17 @@
 - :func:`predictor_for` loads a run's ``best.pt`` once per (run, device) and keeps it;
   each :class:`RunPredictor` serialises its calls with its own lock (Ultralytics'
   predictor keeps per-call state on the model).
-- :meth:`RunPredictor.predict_raw` runs the model once and keeps the raw boxes, scores,
-  classes and masks (:class:`RawPrediction`). :func:`refilter` re-applies a confidence
-  threshold and class-wise NMS at an IoU threshold in NumPy/torchvision without
-  running the model again. That is exact when the new confidence is at least the
-  one the raw prediction was made with and the new IoU at most its IoU (NMS at a
-  lower IoU only removes more boxes); :meth:`RunPredictor.predict` re-runs the model
-  otherwise. The live demo therefore predicts once at a low floor
-  (``conf=RAW_CONF``, ``iou=RAW_IOU``) and moves the sliders over the cached result.
-- :func:`to_annotations` is the adapter from Ultralytics to the project's container:
+- :meth:`RunPredictor.predict_raw` runs the model once and keeps its detections
+  (:class:`RawPrediction`: an ``Annotations`` of model class indices and scores, masks as
+  crops inside their boxes, built by ``Annotations.from_ultralytics``). :func:`refilter`
+  re-applies a confidence threshold and class-wise NMS at an IoU threshold in
+  NumPy/torchvision without running the model again, keeping rows of that container.
+  That is exact when the new confidence is at least the one the raw prediction was
+  made with and the new IoU at most its IoU (NMS at a lower IoU only removes more
+  boxes); :meth:`RunPredictor.predict` re-runs the model otherwise. The live demo
+  therefore predicts once at a low floor (``conf=RAW_CONF``, ``iou=RAW_IOU``) and
+  moves the sliders over the cached result.
+- :func:`to_annotations` maps the model's classes on that container to the project's:
   nothing downstream sees a ``Results``. Model classes map to project class ids through
   :func:`class_map`: by the ids the run recorded (a class renamed since training still
   maps), by name for runs recorded without them; detections of classes the project no
@@ -26,12 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from data.annotations import Annotations
 from data.errors import NotFoundError
-from data.geometry import mask_to_box
+from data.geometry import crop_mask
 from data.render import draw_predictions
 from data.store import Project
 from train import jobs, runs
@@ -43,92 +44,66 @@ RAW_IOU = 0.9
 
 
 @dataclass(frozen=True, eq=False)
-class BoxMasks:
-    """Instance masks kept as crops inside their boxes, ``(N, H, W)`` to every reader.
-
-    ``N`` full-size masks hold ``N x H x W`` bytes: at the live demo's floor (up to 300
-    detections) on a 12 MP photo that is 3.6 GB per page. The crops hold only the boxes.
-    ``masks[i]`` is one full-size mask, ``masks[keep]`` (an index or boolean array) a subset,
-    ``np.asarray(masks)`` the full stack; :meth:`paint` draws one without making it full size.
-    """
-
-    height: int
-    width: int
-    origins: np.ndarray  # (N, 2) int: x0, y0 of each crop
-    crops: tuple[np.ndarray, ...]  # bool (h_i, w_i)
-
-    @classmethod
-    def from_full(cls, masks: np.ndarray) -> BoxMasks:
-        masks = np.asarray(masks, dtype=bool)
-        n, h, w = masks.shape
-        origins, crops = np.zeros((n, 2), np.int64), []
-        for i in range(n):
-            x0, y0, x1, y1 = (int(v) for v in mask_to_box(masks[i]))  # zeros when empty: a 0x0 crop
-            origins[i] = x0, y0
-            crops.append(masks[i, y0:y1, x0:x1].copy())
-        return cls(h, w, origins, tuple(crops))
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return len(self.crops), self.height, self.width
-
-    def __getitem__(self, key: object) -> np.ndarray | BoxMasks:
-        if not isinstance(key, slice) and np.ndim(key) == 0:  # one mask: an int, a NumPy integer
-            if np.asarray(key).dtype.kind not in "iu":
-                raise TypeError(f"index BoxMasks with an int, a slice or an index or boolean array, not {key!r}")
-            i = int(key)  # type: ignore[call-overload]
-            out = np.zeros((self.height, self.width), bool)
-            self.paint(out, i, True)
-            return out
-        idx = np.arange(len(self.crops))[key]  # type: ignore[index]
-        return BoxMasks(self.height, self.width, self.origins[idx], tuple(self.crops[i] for i in idx))
-
-    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
-        if copy is False:
-            raise ValueError("BoxMasks has no full array to share: the full stack is always a new array")
-        out = np.zeros(self.shape, bool)
-        for i in range(len(self.crops)):
-            self.paint(out[i], i, True)
-        return out if dtype is None else out.astype(dtype)
-
-    def paint(self, image: np.ndarray, i: int, value: object) -> None:
-        """Set the pixels of mask ``i`` in ``image`` (``(H, W)`` or ``(H, W, C)``) to ``value``."""
-        crop = self.crops[i]
-        x0, y0 = (int(v) for v in self.origins[i])
-        image[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]][crop] = value
-
-
-@dataclass(frozen=True)
 class RawPrediction:
-    """Model output for one image, in original image pixels.
+    """Model output for one image: a thin view of the :class:`~data.annotations.Annotations` it holds.
 
-    ``xyxy (N,4)`` float32, ``scores (N,)``, ``classes (N,)`` model class indices,
-    ``masks`` (:class:`BoxMasks`, read as ``(N,H,W)`` bool; a full array given here is
-    converted) or None (detect models); ``names`` model class names;
-    ``conf``/``iou``: the thresholds it was produced with; ``inference_ms``: the
-    model call (pre-process, forward, NMS) as Ultralytics times it.
+    ``annotations``: the detections in original image pixels, class ids the model's class
+    indices (into ``names``), confidence the scores, masks as crops inside their boxes (a detect
+    model's rows are box-only); ``conf``/``iou``: the thresholds it was produced with;
+    ``inference_ms``: the model call (pre-process, forward, NMS) as Ultralytics times it.
+    The read-only properties are what ``data.render.draw_predictions`` reads.
     """
 
-    height: int
-    width: int
-    xyxy: np.ndarray
-    scores: np.ndarray
-    classes: np.ndarray
-    masks: BoxMasks | None  # a full (N, H, W) array given here is converted
+    annotations: Annotations
     names: tuple[str, ...]
     conf: float
     iou: float
     inference_ms: float
 
-    def __post_init__(self) -> None:
-        if self.masks is not None and not isinstance(self.masks, BoxMasks):
-            object.__setattr__(self, "masks", BoxMasks.from_full(self.masks))
+    @classmethod
+    def from_arrays(cls, height: int, width: int, xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                    masks: np.ndarray | None, names: tuple[str, ...], conf: float, iou: float,
+                    inference_ms: float) -> RawPrediction:
+        """A prediction from plain arrays (tests, fakes): ``xyxy (N, 4)``, ``scores (N,)``, ``classes (N,)``
+        model class indices, ``masks`` full-size ``(N, H, W)`` bool (cut to crops here) or None."""
+        if masks is None:
+            ann = Annotations.from_boxes(height, width, xyxy, classes, scores, source="model")
+        else:
+            cut = [crop_mask(m) for m in np.asarray(masks, dtype=bool).reshape(-1, height, width)]
+            ann = Annotations.from_crops(height, width, [c for c, _, _ in cut], [(x, y) for _, x, y in cut], classes,
+                                         scores, source="model", status="proposed", xyxy=xyxy)
+        return cls(ann, tuple(names), conf, iou, inference_ms)
+
+    @property
+    def height(self) -> int:
+        return self.annotations.height
+
+    @property
+    def width(self) -> int:
+        return self.annotations.width
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """``(N, 4)`` float32 boxes in original image pixels."""
+        return self.annotations.xyxy
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``(N,)`` float32."""
+        return self.annotations.confidence
+
+    @property
+    def classes(self) -> np.ndarray:
+        """``(N,)`` int64 model class indices (into ``names``)."""
+        return self.annotations.class_id
+
+    @property
+    def masks(self) -> Annotations | None:
+        """The container itself when its rows have masks (a segment model), else None (a detect model)."""
+        return self.annotations if self.annotations.has_mask.any() else None
 
     def __len__(self) -> int:
-        return len(self.xyxy)
+        return len(self.annotations)
 
 
 class RunPredictor:
@@ -161,54 +136,14 @@ class RunPredictor:
 
 
 def _from_result(result: object, names: tuple[str, ...], conf: float, iou: float) -> RawPrediction:
-    """Adapter from an Ultralytics ``Results`` (the only place that reads one)."""
-    h, w = result.orig_shape
-    boxes = result.boxes
-    xyxy = boxes.xyxy.cpu().numpy().astype(np.float32) if boxes is not None else np.zeros((0, 4), np.float32)
-    scores = boxes.conf.cpu().numpy().astype(np.float32) if boxes is not None else np.zeros(0, np.float32)
-    classes = boxes.cls.cpu().numpy().astype(np.int64) if boxes is not None else np.zeros(0, np.int64)
-    masks = None
-    if result.masks is not None:
-        masks = _masks_to_image(result.masks.data, h, w, xyxy)
+    """Adapter from an Ultralytics ``Results`` (read by ``Annotations.from_ultralytics`` only)."""
     ms = float(sum(result.speed.values())) if getattr(result, "speed", None) else float("nan")
-    return RawPrediction(h, w, xyxy, scores, classes, masks, names, conf, iou, ms)
-
-
-def _masks_to_image(data: object, height: int, width: int, xyxy: np.ndarray | None = None) -> BoxMasks:
-    """Letterboxed model-size masks -> :class:`BoxMasks` (``(N, H, W)`` bool) in original pixels.
-
-    Ultralytics has already cut each mask to its box, so only the box (plus a pixel) is
-    resampled, with the same bilinear, half-pixel-centred mapping as its ``scale_masks``:
-    upscaling whole images for every detection would cost more than the model itself.
-    """
-    arr = data.float().cpu().numpy() if hasattr(data, "cpu") else np.asarray(data, dtype=np.float32)
-    n = len(arr)
-    origins, crops = np.zeros((n, 2), np.int64), [np.zeros((0, 0), bool)] * n
-    if n == 0:
-        return BoxMasks(height, width, origins, ())
-    mh, mw = arr.shape[1:]
-    gain = min(mh / height, mw / width)
-    ch, cw = max(round(height * gain), 1), max(round(width * gain), 1)  # content size inside the padding
-    top, left = round((mh - ch) / 2 - 0.1), round((mw - cw) / 2 - 0.1)
-    sy, sx = ch / height, cw / width
-    boxes = np.zeros((n, 4)) if xyxy is None else np.asarray(xyxy, dtype=np.float64)
-    for i in range(n):
-        if xyxy is None:
-            x0, y0, x1, y1 = 0, 0, width, height
-        else:
-            x0, y0 = max(int(np.floor(boxes[i, 0])) - 1, 0), max(int(np.floor(boxes[i, 1])) - 1, 0)
-            x1, y1 = min(int(np.ceil(boxes[i, 2])) + 1, width), min(int(np.ceil(boxes[i, 3])) + 1, height)
-        if x1 <= x0 or y1 <= y0:
-            continue
-        m = np.array([[sx, 0, (x0 + 0.5) * sx - 0.5 + left], [0, sy, (y0 + 0.5) * sy - 0.5 + top]], np.float32)
-        region = cv2.warpAffine(arr[i], m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                borderMode=cv2.BORDER_REPLICATE)
-        origins[i], crops[i] = (x0, y0), region > 0.5
-    return BoxMasks(height, width, origins, tuple(crops))
+    return RawPrediction(Annotations.from_ultralytics(result, source="model"), names, conf, iou, ms)
 
 
 def refilter(raw: RawPrediction, conf: float, iou: float) -> RawPrediction:
-    """Confidence threshold, then class-wise NMS at ``iou`` (box IoU, as Ultralytics does)."""
+    """Confidence threshold, then class-wise NMS at ``iou`` (box IoU, as Ultralytics does): the kept rows
+    of ``raw``'s container, in their order, their crops shared (no mask is made full size)."""
     import torch
     from torchvision.ops import batched_nms
 
@@ -217,38 +152,27 @@ def refilter(raw: RawPrediction, conf: float, iou: float) -> RawPrediction:
         idx = batched_nms(torch.from_numpy(raw.xyxy[keep]), torch.from_numpy(raw.scores[keep]),
                           torch.from_numpy(raw.classes[keep]), float(iou))
         keep = keep[np.sort(idx.numpy())]
-    return replace(
-        raw, xyxy=raw.xyxy[keep], scores=raw.scores[keep], classes=raw.classes[keep],
-        masks=None if raw.masks is None else raw.masks[keep], conf=conf, iou=iou,
-    )
+    return replace(raw, annotations=raw.annotations[keep], conf=conf, iou=iou)  # the kept rows' crops, shared
 
 
 def to_annotations(raw: RawPrediction, class_ids: dict[str, int] | None = None, source: str = "run", *,
                    by_index: Mapping[int, int] | None = None) -> Annotations:
-    """Raw prediction -> ``Annotations`` (status ``proposed``).
+    """Raw prediction -> ``Annotations`` (status ``proposed``, ``source``): ``raw``'s rows with project
+    class ids, their masks the same crops.
 
     ``by_index``: project class id by model class index (:func:`class_map`); else ``class_ids``:
     project class id by name; without either the class ids are the model's indices. Detections
     of classes missing from the mapping are dropped.
     """
-    if by_index is None and class_ids is None:
-        ids = raw.classes.copy()
-        keep = np.ones(len(raw), dtype=bool)
-    else:
+    ann = raw.annotations
+    if by_index is not None or class_ids is not None:
         if by_index is None:
             by_index = {k: class_ids[name] for k, name in enumerate(raw.names) if name in class_ids}
-        mapped = [by_index.get(int(c)) for c in raw.classes]
-        keep = np.array([m is not None for m in mapped], dtype=bool)
-        ids = np.array([m for m in mapped if m is not None], dtype=np.int64)
-    n = int(keep.sum())
-    masks = None if raw.masks is None else np.asarray(raw.masks[keep])
-    return Annotations(
-        xyxy=raw.xyxy[keep],
-        class_id=ids,
-        confidence=raw.scores[keep],
-        mask=masks,
-        data={"source": np.full(n, source, dtype=object), "status": np.full(n, "proposed", dtype=object)},
-    )
+        mapped = [by_index.get(int(c)) for c in ann.class_id]
+        ann = ann.filter([m is not None for m in mapped]).with_class_ids(
+            np.array([m for m in mapped if m is not None], dtype=np.int64))
+    n = len(ann)
+    return ann.with_data({"source": np.full(n, source, dtype=object), "status": np.full(n, "proposed", dtype=object)})
 
 
 def class_map(project: Project, names: tuple[str, ...], rec: RunRecord | None) -> dict[int, int]:

@@ -2,8 +2,8 @@
 
 It predicts the project's own classes (mapped by the class ids the run recorded, so a class
 renamed since training keeps its proposals; by name for older runs) and, for a segmentation
-run, its own masks, which are kept (``keeps_masks``): label a few, train, propose on the rest,
-review, train again.
+run, its own masks (kept as crops inside their boxes, ``keeps_masks``): label a few, train,
+propose on the rest, review, train again.
 
 This is the adapter from ``train`` to the ``annotate`` proposer interface: ``annotate`` never
 imports ``train``; the wiring (``app.py``, ``ui.app``) calls :func:`register`, after which the
@@ -43,11 +43,12 @@ class RunProposer(Proposer):
         self.device = device
 
     def propose(self, image: np.ndarray, key: str) -> Annotations:
+        """The run's detections on ``image`` as proposals named after it; a segmentation run's masks
+        stay the crops the model produced (``Annotations.from_ultralytics``)."""
         ann = predict_run(self.project, self.run_id, image, self.device)
         n = len(ann)
-        ann.data["source"] = np.full(n, self.name, dtype=object)
-        ann.data["status"] = np.full(n, "proposed", dtype=object)
-        return ann
+        return ann.with_data({"source": np.full(n, self.name, dtype=object),
+                              "status": np.full(n, "proposed", dtype=object)})
 
 
 class RunProposerFactory:

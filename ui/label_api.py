@@ -8,14 +8,21 @@ What crosses the wire on a click is only the overlay: each candidate mask as its
 box, a small transparent PNG of the box crop and its outline. The image itself is sent once,
 when it is opened. The page never names a file: it names image and annotation ids, which
 are checked against the project, and a session token, which is checked against the store.
+
+Masks stay crops inside their boxes end to end (:class:`data.annotations.Annotations`): the
+candidates, the hand edits (drawn in a window around the stroke and the mask), the undo
+history and the saved rows. The one full-size mask made is the ``prev_mask`` a segmenter's
+contract asks for, for the length of its call.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import cv2
@@ -25,9 +32,9 @@ from annotate import review
 from annotate.segmenters.base import Prompt, Segmenter
 from annotate.segmenters.prefetch import Prefetcher
 from annotate.segmenters.registry import default_segmenter_name
-from data.annotations import Annotations
+from data.annotations import NO_CLASS, Annotations
 from data.errors import InputError, NotFoundError, StudioError
-from data.geometry import mask_to_box, mask_to_polygons, polygons_to_mask
+from data.geometry import crop_tight, crop_to_polygons, polygons_to_crop
 from data.store import Project
 from runtime.weights import weights_dir as default_weights_dir
 from ui.sessions import LabelSession, Pending, SessionStore, Undo
@@ -38,6 +45,8 @@ MAX_STROKE = 4000  # points in one brush stroke or polygon
 MAX_RADIUS = 200
 PREFETCH_AHEAD = 3
 JPEG_QUALITY = 92
+PAYLOAD_CACHE_BYTES = 32 * 2**20  # overlays of saved annotations kept encoded (about, all pages together)
+STROKE_MARGIN = 2  # pixels around a stroke's radius inside its drawing window
 
 
 class LabelError(StudioError):
@@ -72,18 +81,70 @@ def image_data_url(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + _b64(buf)
 
 
-def mask_payload(mask: np.ndarray) -> dict[str, Any] | None:
-    """A mask as its box, a transparent PNG of the box crop (white where set) and its outline."""
-    if not mask.any():
+def mask_payload(crop: np.ndarray, x0: int = 0, y0: int = 0) -> dict[str, Any] | None:
+    """A mask kept as a bool crop ``(h, w)`` at ``(x0, y0)`` in image pixels (a full-size mask: at
+    ``(0, 0)``) -> its box, a transparent PNG of the box crop (white where set) and its outline in
+    image pixels; None for an empty mask."""
+    crop, x0, y0 = crop_tight(np.asarray(crop, dtype=bool), int(x0), int(y0))
+    if not crop.size:
         return None
-    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
-    crop = mask[y0:y1, x0:x1].astype(np.uint8) * 255
-    bgra = np.dstack([crop, crop, crop, crop])
+    h, w = crop.shape
+    gray = crop.astype(np.uint8) * 255
+    bgra = np.dstack([gray, gray, gray, gray])
     ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    contours, _ = cv2.findContours(gray, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     outline = [(c.reshape(-1, 2) + (x0, y0)).astype(int).ravel().tolist() for c in contours if len(c) >= 2]
-    return {"x": x0, "y": y0, "w": x1 - x0, "h": y1 - y0, "png": _b64(buf) if ok else "", "outline": outline,
-            "area": int(np.count_nonzero(crop))}
+    return {"x": x0, "y": y0, "w": w, "h": h, "png": _b64(buf) if ok else "", "outline": outline,
+            "area": int(np.count_nonzero(gray))}
+
+
+class PayloadCache:
+    """Overlays (:func:`mask_payload`) already encoded, by a key that names the mask itself, least
+    recently used dropped first once they hold about ``max_bytes``. Thread-safe; a payload handed
+    out is a shallow copy (its outline lists are shared: read them, do not change them)."""
+
+    def __init__(self, max_bytes: int = PAYLOAD_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[dict[str, Any] | None, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get_many(self, keys: list[Hashable], make: Callable[[int], dict[str, Any] | None],
+                 key_bytes: list[int]) -> list[dict[str, Any] | None]:
+        """The payload of each of ``keys``: the cached one, else ``make(index)``'s, cached then
+        (``key_bytes``: what each key holds, counted with its payload)."""
+        with self._lock:
+            found = [self._items.get(k) for k in keys]
+            for k, f in zip(keys, found, strict=True):
+                if f is not None:
+                    self._items.move_to_end(k)
+        for i, f in enumerate(found):
+            if f is None:
+                payload = make(i)
+                found[i] = (payload, key_bytes[i] + _payload_bytes(payload))
+                self._put(keys[i], *found[i])
+        return [None if payload is None else dict(payload) for payload, _ in found]
+
+    def _put(self, key: Hashable, payload: dict[str, Any] | None, size: int) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (payload, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def _payload_bytes(payload: dict[str, Any] | None) -> int:
+    """About what a payload holds: its PNG text and its outline's integers."""
+    if payload is None:
+        return 64
+    return 256 + len(payload["png"]) + 36 * sum(len(c) for c in payload["outline"])
 
 
 def _num(v: Any, name: str) -> float:
@@ -112,6 +173,7 @@ class LabelService:
         self.segmenter = segmenter
         self.sessions = sessions or SessionStore()
         self.notice = fallback_notice(segmenter, weights_dir)
+        self.payloads = PayloadCache()
         self._prefetcher = None
         if prefetch:
             self._prefetcher = Prefetcher(segmenter)
@@ -193,15 +255,30 @@ class LabelService:
         return lambda: self.project.load_image(image_id)
 
     def _annotations(self, image_id: int) -> list[dict[str, Any]]:
-        ann = self.project.annotations(image_id, statuses=("accepted", "proposed"))
+        """The image's accepted and proposed annotations as the page lists them.
+
+        The rows are read without their masks; only the masks of rows not seen at their version
+        before are read (one row each) and encoded (:class:`PayloadCache`, keyed by id and version):
+        an accept on an image with many annotations costs about what it costs on an image with one.
+        """
+        rows = self.project.annotations(image_id, statuses=("accepted", "proposed"), with_masks=False)
+        keys = [(int(i), float(v)) for i, v in zip(rows.ids, rows.data.get("updated_at", []), strict=True)]
+        payloads = self.payloads.get_many(keys, lambda i: self._payload_of(keys[i][0]), [64] * len(keys))
         out = []
-        for i in range(len(ann)):
-            payload = mask_payload(ann.mask[i]) if ann.mask is not None else None
-            score = float(ann.confidence[i])
-            out.append({"id": int(ann.ids[i]), "class_id": int(ann.class_id[i]), "status": str(ann.status[i]),
-                        "source": str(ann.source[i]), "score": None if math.isnan(score) else round(score, 3),
+        for i, payload in enumerate(payloads):
+            score = float(rows.confidence[i])
+            out.append({"id": int(rows.ids[i]), "class_id": int(rows.class_id[i]), "status": str(rows.status[i]),
+                        "source": str(rows.source[i]), "score": None if math.isnan(score) else round(score, 3),
                         "mask": payload})
         return out
+
+    def _payload_of(self, annotation_id: int) -> dict[str, Any] | None:
+        """The overlay of one stored annotation (its crop; a box-only one's filled box)."""
+        try:
+            _, one = self.project.annotation(annotation_id)
+        except NotFoundError:  # deleted by another session meanwhile
+            return None
+        return mask_payload(*one.crop(0))
 
     # ------------------------------------------------------------- prompts
     def prompt(self, token: Any, kind: Any, coords: Any) -> dict[str, Any]:
@@ -239,14 +316,20 @@ class LabelService:
             return self._pending_view(s, ms, t0)
 
     def _predict(self, s: LabelSession, p: Pending) -> float:
+        """Predict ``p``'s prompts into ``p.masks`` (non-empty candidates as crops, best first).
+
+        The segmenter's contract is full size: the pending mask is expanded for the call only
+        (``prev_mask``), and the ``(C, H, W)`` result is cut to crops at once.
+        """
         prev = s.pending
         # Refine whenever a mask is already there: a second prompt, or the first click on an
         # annotation being edited (or on a hand-drawn mask), which must start from that mask.
-        refine = prev.mask is not None or len(p.points) + (p.box is not None) > 1
+        refine = prev.masks is not None or len(p.points) + (p.box is not None) > 1
         prompt = Prompt.make(
             points=p.points, labels=p.labels, box=p.box,
-            mask_input=(prev.low_res[prev.chosen] if refine and prev.low_res is not None else None),
-            prev_mask=(prev.mask if refine else None),
+            mask_input=(prev.low_res[prev.chosen].astype(np.float32)
+                        if refine and prev.low_res is not None else None),
+            prev_mask=(prev.mask.full_mask(0) if refine and prev.masks is not None else None),
         )
         try:
             pred = self.segmenter.predict(s.key, prompt)
@@ -254,13 +337,13 @@ class LabelService:
             # Evicted from the segmenter's cache (another session's images pushed it out): set it again.
             self.segmenter.set_image(self.project.load_image(s.image_id), s.key)
             pred = self.segmenter.predict(s.key, prompt)
-        keep = [i for i in range(len(pred.masks)) if pred.masks[i].any()]
+        cands = Annotations.from_sam(pred.masks, pred.scores, source=self.segmenter.name)
+        keep = [i for i in range(len(cands)) if cands.crops[i].any()]
         if not keep:
-            p.masks, p.scores, p.low_res = None, None, None
+            p.masks, p.low_res = None, None
         else:
-            p.masks = pred.masks[keep]
-            p.scores = np.asarray(pred.scores)[keep]
-            p.low_res = None if pred.low_res is None else pred.low_res[keep]
+            p.masks = cands[keep]
+            p.low_res = None if pred.low_res is None else np.asarray(pred.low_res)[keep].astype(np.float16)
         p.chosen = 0
         # A segmenter result replaces a hand edit, unless an existing annotation is being refined.
         p.manual = False
@@ -290,8 +373,9 @@ class LabelService:
         cands = []
         if p.masks is not None:
             for i in range(len(p.masks)):
-                cands.append({"score": None if p.scores is None else round(float(p.scores[i]), 3),
-                              "mask": mask_payload(p.masks[i])})
+                score = float(p.masks.confidence[i])
+                cands.append({"score": None if math.isnan(score) else round(score, 3),
+                              "mask": mask_payload(*p.masks.crop(i))})
         view = {"points": [[x, y, lbl] for (x, y), lbl in zip(p.points, p.labels, strict=True)],
                 "box": list(p.box) if p.box else None, "candidates": cands, "chosen": p.chosen,
                 "manual": p.manual, "editing": p.editing_id, "predict_ms": round(predict_ms, 2),
@@ -310,21 +394,20 @@ class LabelService:
                 self.project.get_class(cid)
             except NotFoundError as err:
                 raise LabelError(f"{err} Pick a class (number keys) first.") from err
-            mask = s.pending.mask
-            if mask is None or not mask.any():
+            one = s.pending.mask
+            if one is None or not one.crops[0].any():
                 raise LabelError("nothing to accept: click on a defect (or draw a box or polygon) first.")
             source = MANUAL if s.pending.manual else self.segmenter.name
-            score = float("nan") if s.pending.manual or s.pending.scores is None else float(
-                s.pending.scores[s.pending.chosen])
+            score = float("nan") if s.pending.manual else float(one.confidence[0])
             if s.pending.editing_id is not None:
                 ann_id = s.pending.editing_id
-                old_image, old = self.project.annotation(ann_id)
-                restored = {"class_id": int(old.class_id[0]), "mask": old.mask[0], "source": str(old.source[0]),
-                            "status": str(old.status[0])}
-                self.project.update_annotation(ann_id, class_id=cid, mask=mask, source=source, status="accepted")
-                s.push(Undo(pending=s.pending.copy(), restored={"id": ann_id, **restored}))
+                _, old = self.project.annotation(ann_id)
+                self.project.update_annotation(ann_id, class_id=cid, shape=one, source=source, status="accepted")
+                s.push(Undo(pending=s.pending.copy(), restored=_with_crop(old)))
             else:
-                ann = Annotations.from_masks(mask[None], cid, confidence=score, source=source, status="accepted")
+                crop, x0, y0 = one.crop(0)
+                ann = Annotations.from_crops(one.height, one.width, [crop], [(x0, y0)], cid, confidence=score,
+                                             source=source, status="accepted")
                 ann_id = self.project.add_annotations(image_id, ann)[0]
                 s.push(Undo(pending=s.pending.copy(), created_id=ann_id))
             s.pending = Pending()
@@ -352,14 +435,15 @@ class LabelService:
                 for older in s.undo:  # earlier steps name the annotation by its old id
                     if older.created_id == old_id:
                         older.created_id = new_id
-                    if older.restored is not None and older.restored["id"] == old_id:
-                        older.restored["id"] = new_id
+                    if older.restored is not None and int(older.restored.ids[0]) == old_id:
+                        older.restored = older.restored.with_data({"id": [new_id]})
                 undone = f"annotation #{old_id} restored as #{new_id}"
             elif step.restored is not None:
                 r = step.restored
-                self.project.update_annotation(r["id"], class_id=r["class_id"], mask=r["mask"], source=r["source"],
-                                               status=r["status"])
-                undone = f"annotation #{r['id']} restored"
+                rid = int(r.ids[0])
+                self.project.update_annotation(rid, class_id=int(r.class_id[0]), shape=r, source=str(r.source[0]),
+                                               status=str(r.status[0]))
+                undone = f"annotation #{rid} restored"
             s.pending = step.pending if step.pending is not None else Pending()
             out = self._after_change(s)
             out["undone"] = undone
@@ -416,9 +500,7 @@ class LabelService:
         with s.lock:
             aid, ann = self._own_annotation(s, ann_id)
             s.push_pending()
-            score = ann.confidence[:1]
-            s.pending = Pending(masks=ann.mask[:1].copy(), scores=None if np.isnan(score[0]) else score,
-                                manual=str(ann.source[0]) == MANUAL, editing_id=aid)
+            s.pending = Pending(masks=_with_crop(ann), manual=str(ann.source[0]) == MANUAL, editing_id=aid)
             view = self._pending_view(s, 0.0)
             view["class_id"] = int(ann.class_id[0])
             return view
@@ -447,22 +529,10 @@ class LabelService:
             if not 0.5 <= r <= MAX_RADIUS:
                 raise LabelError(f"brush radius must be between 0.5 and {MAX_RADIUS} pixels.")
             pts = self._points(points)
-            base = s.pending.mask
-            if base is None:
-                if mode == "eraser":
-                    raise LabelError("nothing to erase: there is no mask yet.")
-                base = np.zeros((rec.height, rec.width), dtype=bool)
-            canvas = base.astype(np.uint8)
-            ipts = np.round(pts).astype(np.int32)
-            thick = max(1, int(round(2 * r)))
-            value = 1 if mode == "brush" else 0
-            if len(ipts) == 1:
-                cv2.circle(canvas, tuple(int(v) for v in ipts[0]), int(round(r)), value, -1)
-            else:
-                cv2.polylines(canvas, [ipts.reshape(-1, 1, 2)], False, value, thick)
-                for p in (ipts[0], ipts[-1]):
-                    cv2.circle(canvas, (int(p[0]), int(p[1])), int(round(r)), value, -1)
-            self._set_manual(s, canvas.astype(bool))
+            if s.pending.masks is None and mode == "eraser":
+                raise LabelError("nothing to erase: there is no mask yet.")
+            crop, x0, y0 = _draw_stroke(s.pending.mask, rec.height, rec.width, pts, r, mode == "brush")
+            self._set_manual(s, rec.height, rec.width, crop, x0, y0)
             return self._pending_view(s, 0.0)
 
     def polygon(self, token: Any, points: Any) -> dict[str, Any]:
@@ -474,20 +544,20 @@ class LabelService:
             pts = self._points(points)
             if len(pts) < 3:
                 raise LabelError("a polygon needs at least 3 points.")
-            mask = polygons_to_mask([pts.ravel().tolist()], rec.height, rec.width)
-            if not mask.any():
+            crop, x0, y0 = polygons_to_crop([pts.ravel().tolist()], rec.height, rec.width)
+            if not crop.size:
                 raise LabelError("the polygon covers no pixel of the image.")
-            self._set_manual(s, mask)
+            self._set_manual(s, rec.height, rec.width, crop, x0, y0)
             return self._pending_view(s, 0.0)
 
     def polygon_of(self, token: Any) -> dict[str, Any]:
         """The pending mask's outline as an editable polygon (its largest part)."""
         s = self._session(token)
         with s.lock:
-            mask = s.pending.mask
-            if mask is None:
+            one = s.pending.mask
+            if one is None:
                 raise LabelError("no mask to edit: click a defect or pick an annotation's Edit first.")
-            polys = mask_to_polygons(mask)
+            polys = crop_to_polygons(*one.crop(0))
             if not polys:
                 raise LabelError("the mask is too small to edit as a polygon; use the brush.")
             flat = max(polys, key=len)
@@ -508,10 +578,62 @@ class LabelService:
             raise LabelError("points must be finite numbers.")
         return arr
 
-    def _set_manual(self, s: LabelSession, mask: np.ndarray) -> None:
+    def _set_manual(self, s: LabelSession, height: int, width: int, crop: np.ndarray, x0: int, y0: int) -> None:
+        """Make a hand-made mask (a crop at ``(x0, y0)`` of a ``height x width`` image) the pending one."""
         s.push_pending()
         editing = s.pending.editing_id
-        s.pending = Pending(masks=mask[None], scores=None, manual=True, editing_id=editing)
+        masks = Annotations.from_crops(height, width, [crop], [(x0, y0)], NO_CLASS, source=MANUAL, status="proposed")
+        s.pending = Pending(masks=masks, manual=True, editing_id=editing)
+
+
+def _with_crop(ann: Annotations) -> Annotations:
+    """A one-row container whose mask is a crop: a box-only row's becomes its filled box (as the
+    page shows it), so it can be edited and written back with ``Project.update_annotation``."""
+    if ann.has_mask[0]:
+        return ann
+    crop, x0, y0 = ann.crop(0)
+    return Annotations(ann.height, ann.width, ann.xyxy, ann.class_id, ann.confidence, crops=[crop],
+                       origins=[(x0, y0)], data=dict(ann.data))
+
+
+def _stroke_window(base: Annotations | None, height: int, width: int, ipts: np.ndarray,
+                   radius: float) -> tuple[int, int, int, int]:
+    """The image window ``(x0, y0, x1, y1)`` a stroke is drawn in: the stroke's points grown by its
+    radius (plus :data:`STROKE_MARGIN`) joined with the pending mask's crop, clipped to the image.
+    Every pixel the stroke can set or clear, and every pixel of the mask, lies inside it."""
+    m = int(math.ceil(radius)) + STROKE_MARGIN
+    xs, ys = ipts[:, 0].astype(np.int64), ipts[:, 1].astype(np.int64)
+    x0, y0, x1, y1 = int(xs.min()) - m, int(ys.min()) - m, int(xs.max()) + m + 1, int(ys.max()) + m + 1
+    c, cx, cy = base.crop(0) if base is not None else (np.zeros((0, 0), bool), 0, 0)
+    if c.size:
+        x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + c.shape[1]), max(y1, cy + c.shape[0])
+    x0, y0 = min(max(x0, 0), width), min(max(y0, 0), height)
+    return x0, y0, max(x0, min(x1, width)), max(y0, min(y1, height))
+
+
+def _draw_stroke(base: Annotations | None, height: int, width: int, pts: np.ndarray, radius: float,
+                 paint: bool) -> tuple[np.ndarray, int, int]:
+    """A brush (``paint``) or eraser polyline of ``radius`` pixels over ``base`` (the pending one-row
+    container, or None: an empty mask) -> the new mask as a tight crop ``(crop, x0, y0)``.
+
+    Drawn in :func:`_stroke_window`, not on a full-size canvas; OpenCV rasterises integer points
+    the same wherever the canvas starts, so the pixels are those of a full-size drawing.
+    """
+    ipts = np.round(pts).astype(np.int32)
+    x0, y0, x1, y1 = _stroke_window(base, height, width, ipts, radius)
+    if x1 <= x0 or y1 <= y0:  # the stroke misses the image and there is no mask
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    canvas = (np.zeros((y1 - y0, x1 - x0), bool) if base is None else base.window(0, x0, y0, x1, y1)).astype(np.uint8)
+    local = (ipts.astype(np.int64) - (x0, y0)).astype(np.int32)
+    thick = max(1, int(round(2 * radius)))
+    value = 1 if paint else 0
+    if len(local) == 1:
+        cv2.circle(canvas, tuple(int(v) for v in local[0]), int(round(radius)), value, -1)
+    else:
+        cv2.polylines(canvas, [local.reshape(-1, 1, 2)], False, value, thick)
+        for p in (local[0], local[-1]):
+            cv2.circle(canvas, (int(p[0]), int(p[1])), int(round(radius)), value, -1)
+    return crop_tight(canvas.astype(bool), x0, y0)
 
 
 def safe_call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:

@@ -25,35 +25,48 @@ IDLE_TTL_S = 6 * 3600
 
 @dataclass
 class Pending:
-    """What the user is building on the current image and has not accepted yet."""
+    """What the user is building on the current image and has not accepted yet.
+
+    No full-size array is kept: the candidates are crops inside their boxes (an image of
+    12 MP costs the session its masks' pixels, not 12 MB per candidate and undo step).
+    """
 
     points: list[tuple[float, float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     box: tuple[float, float, float, float] | None = None
-    masks: np.ndarray | None = None  # (C, H, W) candidates, best first
-    scores: np.ndarray | None = None
+    # C candidates, best first, as crops in image pixels; ``confidence``: the segmenter's
+    # scores (nan for a hand-made or hand-edited mask). Never written in place.
+    masks: Annotations | None = None
+    # The segmenter's ``(C, 1, 256, 256)`` logits of the candidates (SAM backends), kept as
+    # float16 (half the bytes; refinement feeds them back as float32), or None.
     low_res: np.ndarray | None = None
     chosen: int = 0
     manual: bool = False  # hand-made or hand-edited: stored with source "manual"
     editing_id: int | None = None  # an existing annotation being edited
 
     @property
-    def mask(self) -> np.ndarray | None:
+    def mask(self) -> Annotations | None:
+        """The chosen candidate as a one-row container (a crop), or None."""
         return None if self.masks is None else self.masks[self.chosen]
 
     def copy(self) -> Pending:
-        # Masks are never mutated in place (edits build new arrays), so sharing them is safe.
-        return Pending(list(self.points), list(self.labels), self.box, self.masks, self.scores, self.low_res,
+        # Candidates are never mutated in place (edits build new containers), so sharing them is safe.
+        return Pending(list(self.points), list(self.labels), self.box, self.masks, self.low_res,
                        self.chosen, self.manual, self.editing_id)
 
 
 @dataclass
 class Undo:
-    """One undoable step: a pending state to restore, or an accepted annotation to take back."""
+    """One undoable step: a pending state to restore, or an accepted annotation to take back.
+
+    Annotations are held as one-row containers (crops), never as full-size masks.
+    """
 
     pending: Pending | None = None
     created_id: int | None = None  # annotation created by an accept
-    restored: dict | None = None  # previous values of an annotation updated by an accept
+    # The state of an annotation updated by an accept, from before it: its row (``ids[0]``, class,
+    # mask as a crop, ``source``, ``status``), to write back with ``Project.update_annotation``.
+    restored: Annotations | None = None
     deleted: Annotations | None = None  # a deleted annotation (one-row container) to put back
 
 

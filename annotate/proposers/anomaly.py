@@ -46,6 +46,7 @@ import numpy as np
 from annotate.proposers.base import Proposer
 from data.annotations import Annotations
 from data.errors import InputError
+from data.geometry import crop_mask
 
 NAME = "anomaly"
 
@@ -465,11 +466,12 @@ class AnomalyProposer(Proposer):
         regions = self.model.regions(image)
         if not regions:
             return Annotations.empty(h, w)
-        masks = np.stack([r.mask for r in regions])
         if self.class_id is not None:
             classes = np.full(len(regions), self.class_id, dtype=np.int64)
         else:
-            classes = np.array([self.classifier.predict(region_features(image, m)) for m in masks], dtype=np.int64)
-        return Annotations.from_masks(
-            masks, classes, np.array([r.score for r in regions], dtype=np.float32), source=NAME, status="proposed"
-        )
+            classes = np.array([self.classifier.predict(region_features(image, r.mask)) for r in regions],
+                               dtype=np.int64)
+        cut = [crop_mask(r.mask) for r in regions]  # kept as crops, not an (N, H, W) stack
+        return Annotations.from_crops(h, w, [c for c, _, _ in cut], [(x, y) for _, x, y in cut], classes,
+                                      np.array([r.score for r in regions], dtype=np.float32), source=NAME,
+                                      status="proposed")

@@ -161,7 +161,7 @@ def _class_examples(project: Any, featurize: Any) -> tuple[np.ndarray, np.ndarra
             continue
         image = project.load_image(rec.id)
         for a in ann:
-            feats.append(featurize(image, a.mask[0]))
+            feats.append(featurize(image, a.full_mask(0)))
             ids.append(int(a.class_id[0]))
         if len(feats) >= MAX_CLASS_EXAMPLES:
             break

@@ -180,10 +180,7 @@ class YoloWorldProposer(Proposer):
             self._apply_text()
             results = self.model.predict(bgr, imgsz=self.imgsz, conf=self.conf, device=self.device, verbose=False)
             owners = self._owners
-        boxes = results[0].boxes
-        if boxes is None or len(boxes) == 0:
+        found = Annotations.from_ultralytics(results[0], source=self.name)  # class ids: prompt indices
+        if not len(found):
             return Annotations.empty(h, w)
-        xyxy = boxes.xyxy.cpu().numpy()
-        cls = boxes.cls.cpu().numpy().astype(int)
-        conf = boxes.conf.cpu().numpy()
-        return Annotations.from_boxes(xyxy, owners[cls], conf, source=self.name, status="proposed")
+        return found.with_class_ids(np.asarray(owners)[found.class_id])

@@ -33,7 +33,7 @@ def test_finds_the_defect_with_its_mask(proposer, index, kind):
     pairs = match(masks_to_boxes(gt), props.xyxy, props.confidence)
     assert pairs, f"{kind}: no proposal at box IoU >= 0.5"
     p, g = pairs[0]
-    assert mask_iou(props.mask[p], gt[g]) > 0.7
+    assert mask_iou(props.full_mask(p), gt[g]) > 0.7
     assert set(props.source) == {"anomaly"} and set(props.status) == {"proposed"}
     assert set(props.class_id) == {7}  # the class the user picked
     assert ((props.confidence >= 0.5) & (props.confidence <= 1)).all()

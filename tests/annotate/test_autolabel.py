@@ -32,7 +32,8 @@ class BoxProposer(Proposer):
 
     def propose(self, image, key):
         self.calls += 1
-        return Annotations.from_boxes([[4, 4, 20, 20], [30, 10, 50, 30]], [1, 1], [0.9, 0.2], source="fake")
+        return Annotations.from_boxes(*image.shape[:2], [[4, 4, 20, 20], [30, 10, 50, 30]], [1, 1], [0.9, 0.2],
+                                      source="fake")
 
 
 class InsetSegmenter(Segmenter):
@@ -84,7 +85,9 @@ def test_never_duplicates_or_overwrites_an_accepted_annotation(tmp_path):
     project = make_project(tmp_path, n=1)
     chip = project.class_by_name("chip").id
     image_id = project.images()[0].id
-    mine = Annotations.from_boxes([[5, 5, 21, 21]], [chip], [np.nan], source="manual", status="accepted")
+    rec = project.image(image_id)
+    mine = Annotations.from_boxes(rec.height, rec.width, [[5, 5, 21, 21]], [chip], [np.nan], source="manual",
+                                  status="accepted")
     project.add_annotations(image_id, mine)
     rep = al.autolabel(project, BoxProposer(), None, class_id=chip)
     assert rep.dropped_duplicates == 1 and rep.proposals_added == 1
@@ -143,7 +146,7 @@ def test_run_proposer_keeps_its_own_classes_and_masks(tmp_path, monkeypatch):
     rep = al.autolabel(project, prop, seg, min_score=0.25)
     assert rep.proposals_added == 2 and seg.keys == []  # a segmentation run's masks are kept
     ann = all_annotations(project)[0]
-    assert ann.source[0] == "run:3" and ann.class_id[0] == stain and ann.mask[0].sum() == 200
+    assert ann.source[0] == "run:3" and ann.class_id[0] == stain and ann.full_mask(0).sum() == 200
 
 
 class TwoClassModel:
@@ -156,8 +159,9 @@ class TwoClassModel:
 
         masks = np.zeros((2, H, W), bool)
         masks[0, 4:14, 4:20] = masks[1, 20:40, 30:50] = True
-        return RawPrediction(H, W, np.array([[4, 4, 20, 14], [30, 20, 50, 40]], np.float32),
-                             np.array([0.9, 0.8], np.float32), np.array([0, 1]), masks, self.names, conf, iou, 1.0)
+        return RawPrediction.from_arrays(H, W, np.array([[4, 4, 20, 14], [30, 20, 50, 40]], np.float32),
+                                         np.array([0.9, 0.8], np.float32), np.array([0, 1]), masks, self.names, conf,
+                                         iou, 1.0)
 
 
 def _recorded_run(project, monkeypatch, class_ids):

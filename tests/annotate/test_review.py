@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from annotate import review
-from data.annotations import Annotations
+from data.annotations import NO_CLASS, Annotations
 from data.store import Project
 
 H, W = 60, 80
@@ -20,10 +20,8 @@ def box_ann(boxes, classes, sources, statuses, scores=None) -> Annotations:
     masks = np.zeros((n, H, W), bool)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         masks[i, y0:y1, x0:x1] = True
-    return Annotations(
-        xyxy=np.array(boxes, np.float32), class_id=classes, confidence=scores or [0.9] * n, mask=masks,
-        data={"source": np.array(sources, object), "status": np.array(statuses, object)},
-    )
+    return Annotations.from_masks(masks, classes, scores or [0.9] * n).with_data(
+        {"source": np.array(sources, object), "status": np.array(statuses, object)})
 
 
 A = (10, 10, 30, 30)
@@ -106,10 +104,10 @@ def test_change_class_and_refine(stored):
     assert one.class_id[0] == chip and one.status[0] == "proposed"
     mask = np.zeros((H, W), bool)
     mask[5:9, 5:25] = True
-    review.refine(project, ids[3], mask, source="classical")
+    review.refine(project, ids[3], Annotations.from_masks(mask, NO_CLASS), source="classical")
     _, one = project.annotation(ids[3])
     assert one.status[0] == "accepted" and one.source[0] == "classical"
-    assert one.xyxy[0].tolist() == [5, 5, 25, 9] and (one.mask[0] == mask).all()
+    assert one.xyxy[0].tolist() == [5, 5, 25, 9] and (one.full_mask(0) == mask).all()
 
 
 def test_accepting_on_a_good_image_makes_it_unlabeled(stored):

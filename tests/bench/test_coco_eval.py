@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from bench.coco_eval import Tally, coco_scores, load_coco_gt, match
+from data.annotations import Annotations
 from data.coco import (
     ground_truth_annotation,
     ground_truth_to_coco,
     image_to_coco,
-    result_to_coco,
     write_ground_truth,
     write_results,
 )
@@ -47,7 +47,18 @@ def test_tally_scores_and_merge():
     assert np.isnan(Tally().scores().recall)
 
 
-def test_result_to_coco_rounds_only_when_asked():
+def result_to_coco(image_id, category_id, xyxy, score, mask=None, rounded=False, size=(20, 30)) -> dict:
+    """One detection through the container's writer (``Annotations.to_coco_results``)."""
+    if mask is None:
+        ann = Annotations.from_boxes(*size, [xyxy], category_id, score)
+    else:
+        ann = Annotations.from_masks(mask, category_id, score)
+        ann.xyxy[0] = np.asarray(xyxy, np.float32)
+    (item,) = ann.to_coco_results(image_id, rounded=rounded)
+    return item
+
+
+def test_coco_results_round_only_when_asked():
     mask = _rect(20, 30, 3, 4, 9, 12)
     raw = result_to_coco(7, 2, np.array([3.123, 4.5678, 9.0, 12.333], np.float32), np.float32(0.1234567), mask)
     assert list(raw) == ["image_id", "category_id", "bbox", "score", "segmentation"]

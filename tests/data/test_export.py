@@ -23,8 +23,8 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("fmt", ["coco", "yolo-detect", "yolo-segment"], ids=["coco", "detect", "segment"])
 def test_only_done_and_good_images_and_accepted_annotations(project, tmp_path, fmt):
     done = project.images(status="done")[0]
-    rows = project.annotation_rows(done.id)
-    project.set_annotation_status([rows[0].id], "proposed")
+    ids = project.annotations(done.id, ("accepted",)).ids
+    project.set_annotation_status([int(ids[0])], "proposed")
     res = export_project(project, fmt, tmp_path / "out")
     assert sum(res.n_images.values()) == 8  # 6 done + 2 good; the unlabeled one is left out
     assert res.n_annotations == 6 * 3 - 1
@@ -195,7 +195,7 @@ def test_export_writes_the_labels_as_they_were_when_it_started(project, tmp_path
         m = np.zeros((done[-1].height, done[-1].width), bool)
         m[2:9, 2:9] = True
         project.add_annotations(done[-1].id, Annotations.from_masks(m[None], [cid], source="manual"))
-        project.delete_annotations([project.annotation_rows(done[-1].id)[0].id])
+        project.delete_annotations([int(project.annotations(done[-1].id, ("accepted",)).ids[0])])
         edited.append(True)
 
     def progress(i: int, n: int) -> None:

@@ -163,9 +163,9 @@ def test_coco_bad_annotations_rejected_rest_imports(tmp_path, empty, ann, reason
     assert (first.status, second.status) == ("done", "unlabeled")  # no annotations: not assumed good
     ann_ = empty.annotations(first.id)
     assert set(ann_.source) == {"import"} and set(ann_.status) == {"accepted"}
-    assert np.array_equal(ann_.mask[1], _mask())  # RLE kept exactly, hole included
-    assert ann_.mask[2].sum() > 0
-    assert empty.annotation_rows(first.id)[3].rle is None  # bbox-only stored box-only
+    assert np.array_equal(ann_.full_mask(1), _mask())  # RLE kept exactly, hole included
+    assert ann_.full_mask(2).sum() > 0
+    assert ann_.has_mask.tolist() == [True, True, True, False]  # bbox-only stored box-only
     assert tuple(ann_.xyxy[3]) == (1, 2, 6, 8)
 
 
@@ -212,10 +212,10 @@ def test_yolo_bad_lines_rejected_rest_imports(tmp_path, empty, line, reason, nam
     a, b = sorted(empty.images(), key=lambda r: r.name)
     assert a.name == "yolo/images/train/a.png" and a.status == "done"
     assert b.status == "unlabeled"  # an empty label file is not taken as 'good'
-    rows = empty.annotation_rows(a.id)
-    boxes = [r.xyxy for r in rows if r.rle is None]
+    rows = empty.annotations(a.id, ("accepted",))
+    boxes = [tuple(float(v) for v in b) for b, m in zip(rows.xyxy, rows.has_mask, strict=True) if not m]
     assert boxes == [(24.0, 12.0, 40.0, 36.0)]  # detect line: stored box-only, in pixels
-    assert sum(r.rle is not None for r in rows) == 1  # segment line: a mask
+    assert int(rows.has_mask.sum()) == 1  # segment line: a mask
     assert [c.name for c in empty.classes()] == ["chip", "stain"]
 
 

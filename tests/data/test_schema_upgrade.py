@@ -62,12 +62,12 @@ def _version(root: Path) -> str:
 
 
 def test_the_fixture_is_a_v1_project(v1):
-    assert _version(v1) == "1" and SCHEMA_VERSION == 2
+    assert _version(v1) == "1" and SCHEMA_VERSION == 3
 
 
 def test_a_v1_project_upgrades_in_place_and_reads_back_as_before(v1):
     p = Project(v1)
-    assert p.schema_version == SCHEMA_VERSION == 2 and _version(v1) == "2"
+    assert p.schema_version == SCHEMA_VERSION == 3 and _version(v1) == "3"
     assert all((v1 / sub).is_dir() for sub in ("images", "cache", "runs", "exports"))  # git kept none empty
 
     assert [(im.id, im.name, im.status, im.width, im.height) for im in p.images()] == [
@@ -81,12 +81,11 @@ def test_a_v1_project_upgrades_in_place_and_reads_back_as_before(v1):
     expected[8:16, 10:20] = True
     assert ann.ids.tolist() == [1, 2] and ann.class_id.tolist() == [1, 2]
     assert list(ann.status) == ["accepted", "proposed"] and list(ann.source) == ["manual", "anomaly"]
-    assert np.array_equal(ann.mask[0], expected)
-    assert ann.mask[1].sum() == 5 * 5 and ann.mask[1][1:6, 1:6].all()  # box-only: its mask is the box
-    rows = p.annotation_rows(1, statuses=("accepted", "proposed"))
-    assert [r.rle is None for r in rows] == [False, True]
-    assert rows[1].xyxy == (1.0, 1.0, 6.0, 6.0) and rows[1].score == pytest.approx(0.7)
-    assert p.annotations(2).mask.shape == (0, 32, 40) and len(p.annotations(3)) == 0
+    assert np.array_equal(ann.full_mask(0), expected)
+    assert ann.full_mask(1).sum() == 5 * 5 and ann.full_mask(1)[1:6, 1:6].all()  # box-only: its mask is the box
+    assert ann.has_mask.tolist() == [True, False]  # and it stays box-only
+    assert tuple(ann.xyxy[1]) == (1.0, 1.0, 6.0, 6.0) and ann.confidence[1] == pytest.approx(0.7)
+    assert len(p.annotations(2)) == 0 and p.annotations(2).shape == (32, 40) and len(p.annotations(3)) == 0
 
     rec = jobs.get(p, RUN_ID)
     assert [r.id for r in jobs.list_runs(p)] == [RUN_ID]
@@ -104,7 +103,7 @@ def test_opening_an_upgraded_project_again_changes_nothing(v1):
     Project(v1)
     before = _dump(v1)
     again = Project(v1)
-    assert _dump(v1) == before and again.schema_version == 2
+    assert _dump(v1) == before and again.schema_version == 3
     assert jobs.get(again, RUN_ID).class_ids == (1, 2) and _dump(v1) == before
 
 

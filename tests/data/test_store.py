@@ -50,14 +50,13 @@ def test_masks_roundtrip_exactly_and_box_only_returns_box(p):
     a = p.class_by_name("a").id
     masks = blob_masks(48, 64, 0)
     image_id, _ = _add(p, 2, Annotations.from_masks(masks, a))
-    p.add_annotations(image_id, Annotations.from_boxes([[2.0, 3.0, 10.0, 9.0]], [a], [np.nan], source="import",
+    p.add_annotations(image_id, Annotations.from_boxes(48, 64, [[2.0, 3.0, 10.0, 9.0]], [a], [np.nan], source="import",
                                                        status="accepted"))
     ann = p.annotations(image_id)
-    assert np.array_equal(ann.mask[:3], masks)
-    assert ann.mask[3].sum() == 8 * 6 and ann.mask[3][3:9, 2:10].all()
+    assert np.array_equal(ann.full_masks()[:3], masks)
+    assert ann.full_mask(3).sum() == 8 * 6 and ann.full_mask(3)[3:9, 2:10].all()
     assert p.image(image_id).status == "done"
-    rows = p.annotation_rows(image_id)
-    assert [r.rle is None for r in rows] == [False, False, False, True]
+    assert ann.has_mask.tolist() == [True, True, True, False]  # the box-only row stays box-only
 
 
 @pytest.mark.parametrize(

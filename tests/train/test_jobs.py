@@ -55,7 +55,7 @@ def test_train_end_to_end_registry_and_prediction(tiny_project: Project, tmp_pat
     from train.predict import predict_annotations, predictor_for, refilter, render
 
     ann = predict_annotations(tiny_project, run_id, image, conf=0.0001)
-    assert isinstance(ann, Annotations) and ann.mask is not None and ann.mask.shape[1:] == image.shape[:2]
+    assert isinstance(ann, Annotations) and ann.has_mask.all() and ann.shape == image.shape[:2]
     assert set(ann.class_id.tolist()) <= {c.id for c in tiny_project.classes()}
     assert predictor_for(tiny_project, run_id, "cpu") is predictor_for(tiny_project, run_id, "cpu")  # cached
     raw = predictor_for(tiny_project, run_id, "auto").predict_raw(image, conf=0.0001, iou=0.9)

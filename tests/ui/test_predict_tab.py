@@ -23,9 +23,9 @@ class FakePredictor:
         h, w = image.shape[:2]
         masks = np.zeros((3, h, w), bool)
         masks[0, 2:20, 2:20] = masks[1, 4:20, 4:20] = masks[2, 30:40, 30:40] = True
-        raw = RawPrediction(h, w, np.array([[2, 2, 20, 20], [4, 4, 20, 20], [30, 30, 40, 40]], np.float32),
-                            np.array([0.9, 0.6, 0.2], np.float32), np.array([0, 0, 1]), masks, ("scratch", "stain"),
-                            conf, iou, 7.5)
+        raw = RawPrediction.from_arrays(
+            h, w, np.array([[2, 2, 20, 20], [4, 4, 20, 20], [30, 30, 40, 40]], np.float32),
+            np.array([0.9, 0.6, 0.2], np.float32), np.array([0, 0, 1]), masks, ("scratch", "stain"), conf, iou, 7.5)
         return refilter(raw, conf, iou)
 
     def predict(self, image, conf, iou, cached=None):
