@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="4000x3000", metavar="WxH", help="image size (default: 4000x3000)")
     p.add_argument("--repeats", type=int, default=7, help="runs per timing, the median is reported (default: 7)")
     p.add_argument("--edits", type=int, default=30, help="edits before the undo history is weighed (default: 30)")
+    p.add_argument("--random-init", action="store_true",
+                   help="a SAM --segmenter with random weights (its candidates and logits weigh as with real ones)")
     _seed(p)
     _models(p)
     _json(p)

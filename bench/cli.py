@@ -10,7 +10,8 @@ Each prints its report and, with ``--json OUT``, writes the same figures as JSON
 - ``bench export``: ``[--n N] [--seed S]``;
 - ``bench train``: ``[--n-train N] [--n-test N] [--budget-min MIN] [--imgsz PX] [--overhead] [--seed S]
   [--device D]``;
-- ``bench store``: ``[--n N ...] [--size WxH] [--repeats K] [--edits E] [--seed S] [--segmenter NAME]``;
+- ``bench store``: ``[--n N ...] [--size WxH] [--repeats K] [--edits E] [--seed S] [--segmenter NAME]
+  [--random-init]``;
 - ``bench ui``: ``[--project DIR] [--clicks N] [--segmenter NAME]``, ``--weights-dir``, ``--device``.
 """
 
@@ -84,7 +85,7 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise InputError(f"--size must be WIDTHxHEIGHT (for example 4000x3000), got {args.size!r}.") from err
     seg = create_segmenter(getattr(args, "segmenter", None) or "classical", getattr(args, "weights_dir", None),
-                           getattr(args, "device", "auto"))
+                           getattr(args, "device", "auto"), random_init=bool(getattr(args, "random_init", False)))
     r = store.run_bench(seg, tuple(args.n), width, height, repeats=args.repeats, edits=args.edits, seed=args.seed)
     write_json(r, getattr(args, "json", None))
     return 0

@@ -1,4 +1,5 @@
-"""``bench export``: export throughput of each format on a project of ``n`` sample-style images."""
+"""``bench export``: export throughput of each format on a project of ``n`` sample-style images, and
+the import of each export into a new project."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 from data.annotations import Annotations
 from data.errors import InputError
 from data.export import FORMATS, export_project
+from data.importers import import_sources
 from data.sample import CLASSES, SIZE, render_image
 from data.store import Project
 
@@ -90,8 +92,15 @@ def run_bench(n: int, seed: int, bar: Callable[[str], Any] = _no_bar,
             with bar(f"export {fmt}") as progress:
                 export_project(project, fmt, tmp / f"out-{fmt}", seed=seed, progress=progress)
             dt = time.perf_counter() - t0
-            results["formats"][fmt] = {"seconds": round(dt, 2), "images_per_s": round(n / dt, 1)}
-            say(f"{fmt:<13} {dt:7.2f} s  {n / dt:8.1f} images/s")
+            t0 = time.perf_counter()
+            with bar(f"import {fmt}") as progress:
+                report = import_sources(Project.create(tmp / f"in-{fmt}"), [tmp / f"out-{fmt}"], progress=progress)
+            di = time.perf_counter() - t0
+            results["formats"][fmt] = {"seconds": round(dt, 2), "images_per_s": round(n / dt, 1),
+                                       "import_seconds": round(di, 2), "imported": report.imported,
+                                       "labels_imported": report.annotations_added}
+            say(f"{fmt:<13} {dt:7.2f} s  {n / dt:8.1f} images/s; imported back in {di:6.2f} s "
+                f"({report.imported} images, {report.annotations_added} labels)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results

@@ -183,7 +183,8 @@ def run_bench(segmenter: Segmenter, ns: tuple[int, ...] = (1, 50), width: int = 
         raise InputError("--repeats, --edits and every --n must be at least 1.")
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
     out: dict[str, Any] = {"width": width, "height": height, "repeats": repeats, "seed": seed,
-                           "segmenter": segmenter.name, "results": []}
+                           "segmenter": segmenter.name, "random_weights": bool(getattr(segmenter, "random_weights", False)),
+                           "results": []}
     try:
         say(f"{width}x{height} image, segmenter {segmenter.name}; medians of {repeats} runs (ms)")
         say(f"{'n':>4} {'accept':>8} {'undo acc':>9} {'delete':>8} {'undo del':>9} {'by id':>8} {'load':>8}"

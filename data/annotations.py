@@ -236,15 +236,8 @@ class Annotations:
         A dict that cannot be used is left out and reported as ``on_error(index, reason)``; without
         ``on_error`` it raises :class:`InputError`.
         """
-        rows: list[Annotations] = []
-        for k, obj in enumerate(objects):
-            try:
-                rows.append(_coco_object(obj, categories, height, width, source))
-            except InputError as err:
-                if on_error is None:
-                    raise
-                on_error(k, str(err))
-        return _named(cls.merge(rows, height, width))
+        return _parse_each(objects, lambda obj: _coco_object(obj, categories, height, width, source), on_error,
+                           height, width)
 
     @classmethod
     def from_yolo(cls, lines: Sequence[str], names: Sequence[str], height: int, width: int,
@@ -252,17 +245,8 @@ class Annotations:
         """YOLO label lines (detect ``c cx cy w h`` or segment ``c x y x y ...``, normalised) -> rows
         (class id: the line's class index; ``data["name"]``: ``names[index]``). Blank lines are skipped;
         a line that cannot be used is reported as ``on_error(line index, reason)`` (else raised)."""
-        rows: list[Annotations] = []
-        for k, line in enumerate(lines):
-            if not line.strip():
-                continue
-            try:
-                rows.append(_yolo_line(line, names, height, width, source))
-            except InputError as err:
-                if on_error is None:
-                    raise
-                on_error(k, str(err))
-        return _named(cls.merge(rows, height, width))
+        return _parse_each(lines, lambda line: _yolo_line(line, names, height, width, source) if line.strip() else None,
+                           on_error, height, width)
 
     @classmethod
     def merge(cls, items: Sequence[Annotations], height: int | None = None, width: int | None = None) -> Annotations:
@@ -486,15 +470,18 @@ class Annotations:
     def to_yolo(self, fmt: Literal["yolo-detect", "yolo-segment"], class_index: Mapping[int, int]) -> list[str]:
         """YOLO label lines: ``yolo-detect`` the boxes; ``yolo-segment`` one polygon per row (a mask in
         several parts joined by ``geometry.merge_polygons``; a box-only or empty row: its box)."""
-        lines = []
+        index = [int(class_index[int(c)]) for c in self.class_id]
         scale = np.array([self.width, self.height], dtype=np.float64)
+        if fmt == "yolo-detect":  # all rows at once: centre and size, normalised
+            b = self.xyxy.astype(np.float64)
+            vals = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+            vals = np.clip(vals / np.tile(scale, 2), 0.0, 1.0)
+            row = " ".join([f"%.{YOLO_PRECISION}f"] * 4)
+            return [f"{idx} {row % tuple(v)}" for idx, v in zip(index, vals.tolist(), strict=True)]
+        lines = []
         for i in range(len(self)):
-            idx = int(class_index[int(self.class_id[i])])
+            idx = index[i]
             x0, y0, x1, y1 = (float(v) for v in self.xyxy[i])
-            if fmt == "yolo-detect":
-                vals = np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]) / np.tile(scale, 2)
-                lines.append(f"{idx} {_fmt(vals)}")
-                continue
             polys = self.polygons(i) if self.crops[i] is not None else []
             if polys:
                 poly = merge_polygons(polys) if len(polys) > 1 else polys[0]
@@ -504,10 +491,44 @@ class Annotations:
             lines.append(f"{idx} {_fmt(pts.reshape(-1))}")
         return lines
 
+    def pack(self) -> PackedAnnotations:
+        """The rows with their crops RLE-encoded: what a mask kept aside (an undo history) should cost."""
+        return PackedAnnotations(self.without_masks(), tuple(self.crop_json(i) for i in range(len(self))),
+                                 self.origins.copy())
+
     def crop_json(self, i: int) -> str | None:
         """Row ``i``'s crop as the JSON of its RLE (what the store keeps), None for a box-only row."""
         c = self.crops[i]
         return None if c is None else json.dumps(encode_rle(c))
+
+
+@dataclass(frozen=True, eq=False)
+class PackedAnnotations:
+    """:class:`Annotations` kept aside, each crop as the JSON of its RLE (None: a box-only row).
+
+    A mask's runs cost bytes per edge, its pixels bytes per pixel: a candidate covering most of
+    a 12 MP image is 12 MB as a crop and a few kB packed. :meth:`unpack` gives the rows back.
+    """
+
+    rows: Annotations  # the rows without their masks
+    rles: tuple[str | None, ...]
+    origins: np.ndarray
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.rows.ids
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def with_data(self, data: Mapping[str, Any]) -> PackedAnnotations:
+        return PackedAnnotations(self.rows.with_data(data), self.rles, self.origins)
+
+    def unpack(self) -> Annotations:
+        r = self.rows
+        crops = [None if t is None else decode_rle(json.loads(t)) for t in self.rles]
+        return Annotations(r.height, r.width, r.xyxy, r.class_id, r.confidence, crops=crops, origins=self.origins,
+                           data=dict(r.data))
 
 
 # ------------------------------------------------------------------ helpers
@@ -516,6 +537,24 @@ def _as_crop(c: np.ndarray) -> np.ndarray:
     if c.ndim != 2:
         raise ValueError(f"a crop must be (h, w), got {c.shape}")
     return c if c.dtype == bool else c.astype(bool)
+
+
+def _parse_each(items: Sequence[Any], parse: Callable[[Any], Annotations | None], on_error: OnError | None,
+                height: int, width: int) -> Annotations:
+    """``parse`` of each item (one row, or None: nothing to read) merged, with a ``data["name"]`` column;
+    an item that raises InputError is reported as ``on_error(index, reason)`` (else the error is raised)."""
+    rows: list[Annotations] = []
+    for k, item in enumerate(items):
+        try:
+            row = parse(item)
+        except InputError as err:
+            if on_error is None:
+                raise
+            on_error(k, str(err))
+        else:
+            if row is not None:
+                rows.append(row)
+    return _named(Annotations.merge(rows, height, width))
 
 
 def _named(ann: Annotations) -> Annotations:

@@ -227,7 +227,7 @@ def _write_dataset(
                 f"'{rec.name}' or delete it from the project."
             ) from err
         hashes[rel_image] = rec.sha256
-        ann = _labels(project, rec, statuses)
+        ann = _labels(project, rec, statuses, with_masks=fmt != "yolo-detect")  # detect writes boxes only
         n_ann += len(ann)
         if fmt == "coco":
             images, anns = coco_parts[s]

@@ -403,13 +403,13 @@ class LabelService:
                 ann_id = s.pending.editing_id
                 _, old = self.project.annotation(ann_id)
                 self.project.update_annotation(ann_id, class_id=cid, shape=one, source=source, status="accepted")
-                s.push(Undo(pending=s.pending.copy(), restored=_with_crop(old)))
+                s.push(Undo(pending=s.pending.pack(), restored=_with_crop(old).pack()))
             else:
                 crop, x0, y0 = one.crop(0)
                 ann = Annotations.from_crops(one.height, one.width, [crop], [(x0, y0)], cid, confidence=score,
                                              source=source, status="accepted")
                 ann_id = self.project.add_annotations(image_id, ann)[0]
-                s.push(Undo(pending=s.pending.copy(), created_id=ann_id))
+                s.push(Undo(pending=s.pending.pack(), created_id=ann_id))
             s.pending = Pending()
             return self._after_change(s, saved=ann_id)
 
@@ -431,7 +431,7 @@ class LabelService:
                 undone = f"annotation #{step.created_id} removed"
             elif step.deleted is not None:
                 old_id = int(step.deleted.ids[0])
-                new_id = self.project.add_annotations(s.image_id, step.deleted)[0]
+                new_id = self.project.add_annotations(s.image_id, step.deleted.unpack())[0]
                 for older in s.undo:  # earlier steps name the annotation by its old id
                     if older.created_id == old_id:
                         older.created_id = new_id
@@ -439,12 +439,12 @@ class LabelService:
                         older.restored = older.restored.with_data({"id": [new_id]})
                 undone = f"annotation #{old_id} restored as #{new_id}"
             elif step.restored is not None:
-                r = step.restored
+                r = step.restored.unpack()
                 rid = int(r.ids[0])
                 self.project.update_annotation(rid, class_id=int(r.class_id[0]), shape=r, source=str(r.source[0]),
                                                status=str(r.status[0]))
                 undone = f"annotation #{rid} restored"
-            s.pending = step.pending if step.pending is not None else Pending()
+            s.pending = step.pending.unpack() if step.pending is not None else Pending()
             out = self._after_change(s)
             out["undone"] = undone
             return out
@@ -465,7 +465,7 @@ class LabelService:
         with s.lock:
             aid, ann = self._own_annotation(s, ann_id)
             self.project.delete_annotations([aid])
-            s.push(Undo(pending=s.pending.copy(), deleted=ann))
+            s.push(Undo(pending=s.pending.pack(), deleted=ann.pack()))
             if s.pending.editing_id == aid:
                 s.pending = Pending()
             return self._after_change(s)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.annotations import Annotations
+from data.annotations import Annotations, PackedAnnotations
 
 MAX_UNDO = 30
 # Sessions a tab never closed cleanly (browser killed) are dropped after this many idle seconds.
@@ -54,6 +54,26 @@ class Pending:
         return Pending(list(self.points), list(self.labels), self.box, self.masks, self.low_res,
                        self.chosen, self.manual, self.editing_id)
 
+    def pack(self) -> PackedPending:
+        """This state for the undo history: the candidates RLE-packed (a mask as large as the image
+        costs its runs, not 12 MB), the rest as it is."""
+        state = self.copy()
+        state.masks = None
+        return PackedPending(state, None if self.masks is None else self.masks.pack())
+
+
+@dataclass(frozen=True)
+class PackedPending:
+    """A :class:`Pending` kept in the undo history; :meth:`unpack` gives it back."""
+
+    state: Pending  # without its candidates
+    masks: PackedAnnotations | None
+
+    def unpack(self) -> Pending:
+        out = self.state.copy()
+        out.masks = None if self.masks is None else self.masks.unpack()
+        return out
+
 
 @dataclass
 class Undo:
@@ -62,12 +82,12 @@ class Undo:
     Annotations are held as one-row containers (crops), never as full-size masks.
     """
 
-    pending: Pending | None = None
+    pending: PackedPending | None = None
     created_id: int | None = None  # annotation created by an accept
     # The state of an annotation updated by an accept, from before it: its row (``ids[0]``, class,
-    # mask as a crop, ``source``, ``status``), to write back with ``Project.update_annotation``.
-    restored: Annotations | None = None
-    deleted: Annotations | None = None  # a deleted annotation (one-row container) to put back
+    # mask, ``source``, ``status``), to write back with ``Project.update_annotation``.
+    restored: PackedAnnotations | None = None
+    deleted: PackedAnnotations | None = None  # a deleted annotation (one row) to put back
 
 
 @dataclass
@@ -86,7 +106,7 @@ class LabelSession:
         del self.undo[:-MAX_UNDO]
 
     def push_pending(self) -> None:
-        self.push(Undo(pending=self.pending.copy()))
+        self.push(Undo(pending=self.pending.pack()))
 
 
 class SessionStore:

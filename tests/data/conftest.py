@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,16 @@ from PIL import Image
 
 from data.annotations import Annotations
 from data.store import Project
+
+
+def copy_project_fixture(name: str, tmp_path: Path) -> Path:
+    """A copy of ``fixtures/<name>/`` as git keeps it: the database and the images, no empty folders."""
+    src = Path(__file__).parent / "fixtures" / name
+    root = tmp_path / name
+    root.mkdir()
+    shutil.copy2(src / "project.db", root / "project.db")
+    shutil.copytree(src / "images", root / "images")
+    return root
 
 
 def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:

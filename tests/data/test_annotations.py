@@ -297,3 +297,15 @@ def test_the_store_keeps_crops_not_full_size_masks(tmp_path):
         p.update_annotation(ids[1], shape=Annotations.from_masks(np.zeros((H, W), bool), NO_CLASS))
     with pytest.raises(InputError, match="does not match"):
         p.add_annotations(image_id, Annotations.from_masks(np.ones((1, H + 1, W), bool), 1))
+
+
+def test_pack_keeps_the_runs_and_gives_the_rows_back():
+    ann = _mixed().with_data({"name": list("abcde")})
+    big = Annotations.from_masks(np.ones((1, 3000, 4000), bool), 1)
+    packed = ann.pack()
+    back = packed.unpack()
+    assert len(packed) == 5 and packed.ids.tolist() == ann.ids.tolist()
+    assert back.has_mask.tolist() == ann.has_mask.tolist() and back.data["name"].tolist() == list("abcde")
+    assert np.array_equal(back.full_masks(), ann.full_masks()) and np.array_equal(back.xyxy, ann.xyxy)
+    assert packed.with_data({"id": [9] * 5}).unpack().ids.tolist() == [9] * 5
+    assert big.crops[0].nbytes == 12_000_000 and len(big.pack().rles[0]) < 100  # runs, not pixels

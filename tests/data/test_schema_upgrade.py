@@ -8,7 +8,6 @@ class ids and one epoch, and one row of the autolabel visited log (proposer ``an
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from annotate import autolabel
 from data import autolabel_log, run_registry, store
 from data.errors import ProjectError
 from data.store import SCHEMA_VERSION, Project
+from tests.data.conftest import copy_project_fixture
 from train import jobs, runs
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project_v1"
@@ -28,11 +28,7 @@ RUN_ID = "20261201-213819-f48d"
 @pytest.fixture
 def v1(tmp_path) -> Path:
     """A copy of the v1 project as git keeps it: the database and the images, no empty folders."""
-    root = tmp_path / "v1"
-    root.mkdir()
-    shutil.copy2(FIXTURE / "project.db", root / "project.db")
-    shutil.copytree(FIXTURE / "images", root / "images")
-    return root
+    return copy_project_fixture("project_v1", tmp_path)
 
 
 def _sql(root: Path, *statements: str) -> None:

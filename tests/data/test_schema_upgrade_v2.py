@@ -9,7 +9,6 @@ box-only proposal with fractional coordinates; on image 2 a proposed and a rejec
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from data.annotations import Annotations
 from data.store import SCHEMA_VERSION, Project
+from tests.data.conftest import copy_project_fixture
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project_v2"
 H, W = 48, 64
@@ -40,11 +40,7 @@ def _expected() -> list[np.ndarray]:
 
 @pytest.fixture
 def v2(tmp_path) -> Path:
-    root = tmp_path / "v2"
-    root.mkdir()
-    shutil.copy2(FIXTURE / "project.db", root / "project.db")
-    shutil.copytree(FIXTURE / "images", root / "images")
-    return root
+    return copy_project_fixture("project_v2", tmp_path)
 
 
 def _rows(root: Path) -> list[tuple]:

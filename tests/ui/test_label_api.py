@@ -84,12 +84,18 @@ def test_brush_eraser_and_polygon_make_manual_masks(service, project):
     assert list(project.annotations(1).source) == ["manual", "manual"]
 
 
-def test_edit_existing_annotation_updates_it_and_undo_restores(service, project):
+def _saved_and_editing(service, project) -> tuple[str, int, np.ndarray]:
+    """A click accepted, then opened for editing: ``(token, annotation id, its saved full mask)``."""
     token = _open(service)
     service.prompt(token, "pos", [40, 30])
     ann_id = service.accept(token, 1)["saved"]
-    before = project.annotations(1).full_mask(0)
+    saved = project.annotations(1).full_mask(0)
     service.edit(token, ann_id)
+    return token, ann_id, saved
+
+
+def test_edit_existing_annotation_updates_it_and_undo_restores(service, project):
+    token, ann_id, before = _saved_and_editing(service, project)
     service.stroke(token, "brush", [[70, 50]], 5)  # replaces the pending mask by a hand edit
     service.accept(token, 2)
     ann = project.annotations(1)
@@ -267,11 +273,7 @@ def test_brush_and_eraser_strokes_equal_a_full_size_drawing(service):
 
 
 def test_brush_starts_from_the_mask_being_edited(service, project):
-    token = _open(service)
-    service.prompt(token, "pos", [40, 30])
-    ann_id = service.accept(token, 1)["saved"]
-    saved = project.annotations(1).full_mask(0)
-    service.edit(token, ann_id)
+    token, ann_id, saved = _saved_and_editing(service, project)
     service.stroke(token, "eraser", [[40, 30], [44, 30]], 2)
     assert np.array_equal(_pending_full(service, token), _old_stroke(saved, [[40, 30], [44, 30]], 2, False))
 
@@ -321,7 +323,7 @@ def test_edit_accept_then_delete_and_undo_restores_the_old_shape_by_its_new_id(s
     service.accept(token, 2)
     step = service.sessions.get(token).undo[-1]
     assert step.restored is not None and len(step.restored) == 1 and int(step.restored.ids[0]) == ann_id
-    assert step.restored.crops[0].shape == before.crops[0].shape  # a crop, not a full-size mask
+    assert step.restored.unpack().crops[0].shape == before.crops[0].shape  # a crop, not a full-size mask
     service.delete(token, ann_id)
     assert len(project.annotations(1)) == 0
     service.undo(token)  # the delete: the annotation comes back under a new id
@@ -382,9 +384,10 @@ class _LargeSegmenter:
     device = "cpu"
     is_fallback = False
 
-    def __init__(self) -> None:
+    def __init__(self, huge: bool = False) -> None:
         self.shapes: dict[str, tuple[int, int]] = {}
         self.prompts: list = []
+        self.huge = huge  # candidates covering most of the image (a large part, or random weights)
 
     def set_image(self, image, key):
         self.shapes[key] = image.shape[:2]
@@ -402,18 +405,21 @@ class _LargeSegmenter:
         yy, xx = np.mgrid[-60:61, -60:61]
         for k, r in enumerate((20, 40, 60)):
             masks[k, y - 60:y + 61, x - 60:x + 61] = xx ** 2 + yy ** 2 <= r * r
+        if self.huge:
+            masks[1:, 10:h - 10, 10:w - 10] = True
         low = np.random.default_rng(len(self.prompts)).normal(0, 8, (3, 1, 256, 256)).astype(np.float32)
         return Prediction(masks, np.array([0.9, 0.8, 0.7], np.float32), low, 1.0)
 
 
-def test_undo_history_of_30_edits_on_a_12_mp_image_holds_no_full_size_mask(tmp_path):
+@pytest.mark.parametrize("huge", [False, True], ids=["defect-sized", "image-sized"])
+def test_undo_history_of_30_edits_on_a_12_mp_image_holds_no_full_size_mask(tmp_path, huge):
     from bench.store import held_bytes
     from data.store import Project
     from tests.ui.conftest import add_image
 
     project = Project.create(tmp_path / "big", classes=["scratch"])
     image_id = add_image(project, "big.png", 90, size=(3000, 4000))
-    seg = _LargeSegmenter()
+    seg = _LargeSegmenter(huge)
     service = LabelService(project, seg, prefetch=False)
     token = _open(service, image_id)
     session = service.sessions.get(token)
