@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, nargs="+", default=[1, 50], metavar="N",
                    help="annotations on the image, one run each (default: 1 50)")
     p.add_argument("--size", default="4000x3000", metavar="WxH", help="image size (default: 4000x3000)")
-    p.add_argument("--repeats", type=int, default=7, help="runs per timing, the median is reported (default: 7)")
+    p.add_argument("--repeats", type=int, default=15, help="runs per timing, the median is reported (default: 15)")
     p.add_argument("--edits", type=int, default=30, help="edits before the undo history is weighed (default: 30)")
     p.add_argument("--random-init", action="store_true",
                    help="a SAM --segmenter with random weights (its candidates and logits weigh as with real ones)")

@@ -11,8 +11,9 @@ On one ``width x height`` image (default 4000x3000) holding ``n`` annotations (d
 - ``undo_mb``: the bytes a session's undo history (and pending state) holds after ``edits``
   edits (two clicks and an accept, repeated), counted object by object.
 
-Each time is the median of ``repeats`` runs, in milliseconds. The annotations are random
-ellipses (radii 20 to 200 px) drawn with a seeded generator.
+Each time is the median of ``repeats`` runs, in milliseconds, the images taking turns run by run
+(so a noisy spell of the machine falls on both). The annotations are random ellipses (radii 20
+to 200 px) drawn with a seeded generator.
 """
 
 from __future__ import annotations
@@ -114,68 +115,75 @@ def _median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 2)
 
 
-def bench_one(segmenter: Segmenter, n: int, width: int, height: int, repeats: int, edits: int, seed: int,
-              tmp: Path) -> dict[str, Any]:
-    project, image_id, centres = build_image_project(tmp / f"project-{n}", n, width, height, seed)
-    cid = project.class_by_name(CLASS).id
-    service = LabelService(project, segmenter, prefetch=False)
-    try:
-        token = service.open_page()
-        service.open_image(token, image_id)
-        times: dict[str, list[float]] = {k: [] for k in
-                                         ("accept", "undo_accept", "delete", "undo_delete", "annotation", "load")}
-        rng = np.random.default_rng(seed + 1)
-        for _ in range(repeats):
-            cx, cy = rng.integers(300, width - 300), rng.integers(300, height - 300)
-            service.polygon(token, _square(float(cx), float(cy), 60.0))
-            t0 = time.perf_counter()
-            out = service.accept(token, cid)
-            times["accept"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            service.undo(token)
-            times["undo_accept"].append(time.perf_counter() - t0)
-            target = out["annotations"][int(rng.integers(0, n))]["id"]
-            t0 = time.perf_counter()
-            service.delete(token, target)
-            times["delete"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            service.undo(token)
-            times["undo_delete"].append(time.perf_counter() - t0)
-            ids = [a["id"] for a in service._annotations(image_id)]
-            t0 = time.perf_counter()
-            project.annotation(ids[int(rng.integers(0, len(ids)))])
-            times["annotation"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            project.annotations(image_id)
-            times["load"].append(time.perf_counter() - t0)
-        # The undo history after ``edits`` edits of a fresh session: two clicks and an accept, repeated.
-        token = service.open_page()
-        service.open_image(token, image_id)
-        session = service.sessions.get(token)
+TIMINGS = ("accept", "undo_accept", "delete", "undo_delete", "annotation", "load")
+
+
+class _Side:
+    """One image holding ``n`` annotations, served by its own Label service, and its timings."""
+
+    def __init__(self, segmenter: Segmenter, n: int, width: int, height: int, seed: int, tmp: Path) -> None:
+        self.n, self.width, self.height = n, width, height
+        self.project, self.image_id, self.centres = build_image_project(tmp / f"project-{n}", n, width, height, seed)
+        self.cid = self.project.class_by_name(CLASS).id
+        self.service = LabelService(self.project, segmenter, prefetch=False)
+        self.token = self.service.open_page()
+        self.service.open_image(self.token, self.image_id)
+        self.rng = np.random.default_rng(seed + 1)
+        self.times: dict[str, list[float]] = {k: [] for k in TIMINGS}
+
+    def _timed(self, key: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        out = fn()
+        self.times[key].append(time.perf_counter() - t0)
+        return out
+
+    def once(self) -> None:
+        """One run of every timing; the image holds ``n`` annotations again afterwards."""
+        s, token, rng = self.service, self.token, self.rng
+        cx, cy = rng.integers(300, self.width - 300), rng.integers(300, self.height - 300)
+        s.polygon(token, _square(float(cx), float(cy), 60.0))
+        out = self._timed("accept", lambda: s.accept(token, self.cid))
+        self._timed("undo_accept", lambda: s.undo(token))
+        target = out["annotations"][int(rng.integers(0, self.n))]["id"]
+        self._timed("delete", lambda: s.delete(token, target))
+        self._timed("undo_delete", lambda: s.undo(token))
+        ids = self.project.annotations(self.image_id, with_masks=False).ids
+        one = int(ids[int(rng.integers(0, len(ids)))])
+        self._timed("annotation", lambda: self.project.annotation(one))
+        self._timed("load", lambda: self.project.annotations(self.image_id))
+
+    def undo_history_bytes(self, edits: int) -> tuple[int, int]:
+        """``(steps, bytes)`` of a fresh session's undo history (and pending state) after ``edits``
+        edits: two clicks and an accept, repeated."""
+        s = self.service
+        token = s.open_page()
+        s.open_image(token, self.image_id)
+        session = s.sessions.get(token)
         done = k = 0
         view: dict[str, Any] = {}
         while done < edits:
-            cx, cy = (float(v) for v in centres[k % len(centres)])
+            cx, cy = (float(v) for v in self.centres[k % len(self.centres)])
             for step in ("click", "click", "accept"):
                 if done >= edits:
                     break
                 if step == "click":
-                    view = service.prompt(token, "pos", [cx + 5 * (done % 3), cy])
+                    view = s.prompt(token, "pos", [cx + 5 * (done % 3), cy])
                 elif view.get("candidates"):
-                    service.accept(token, cid)
+                    s.accept(token, self.cid)
                 else:
-                    service.clear(token)
+                    s.clear(token)
                 done += 1
             k += 1
-        held = held_bytes([session.undo, session.pending])
-        return {"n": n, **{f"{k}_ms": _median_ms(v) for k, v in times.items()},
-                "edits": edits, "undo_steps": len(session.undo), "undo_mb": round(held / 2**20, 2)}
-    finally:
-        service.close()
+        return len(session.undo), held_bytes([session.undo, session.pending])
+
+    def result(self, edits: int) -> dict[str, Any]:
+        steps, held = self.undo_history_bytes(edits)
+        return {"n": self.n, **{f"{k}_ms": _median_ms(v) for k, v in self.times.items()},
+                "edits": edits, "undo_steps": steps, "undo_mb": round(held / 2**20, 2)}
 
 
 def run_bench(segmenter: Segmenter, ns: tuple[int, ...] = (1, 50), width: int = 4000, height: int = 3000,
-              repeats: int = 7, edits: int = 30, seed: int = 0,
+              repeats: int = 15, edits: int = 30, seed: int = 0,
               say: Callable[[str], None] = print) -> dict[str, Any]:
     if width < 800 or height < 800:
         raise InputError(f"--size must be at least 800x800, got {width}x{height}.")
@@ -186,14 +194,24 @@ def run_bench(segmenter: Segmenter, ns: tuple[int, ...] = (1, 50), width: int = 
                            "segmenter": segmenter.name, "random_weights": bool(getattr(segmenter, "random_weights", False)),
                            "results": []}
     try:
-        say(f"{width}x{height} image, segmenter {segmenter.name}; medians of {repeats} runs (ms)")
-        say(f"{'n':>4} {'accept':>8} {'undo acc':>9} {'delete':>8} {'undo del':>9} {'by id':>8} {'load':>8}"
-            f"  undo history after {edits} edits")
-        for n in ns:
-            r = bench_one(segmenter, n, width, height, repeats, edits, seed, tmp)
-            out["results"].append(r)
-            say(f"{n:>4} {r['accept_ms']:>8} {r['undo_accept_ms']:>9} {r['delete_ms']:>8} {r['undo_delete_ms']:>9}"
-                f" {r['annotation_ms']:>8} {r['load_ms']:>8}  {r['undo_mb']} MB ({r['undo_steps']} steps)")
+        say(f"{width}x{height} image, segmenter {segmenter.name}; medians of {repeats} runs (ms), the images"
+            f" taking turns")
+        sides = [_Side(segmenter, n, width, height, seed, tmp) for n in ns]
+        try:
+            for _ in range(repeats):
+                for side in sides:
+                    side.once()
+            say(f"{'n':>4} {'accept':>8} {'undo acc':>9} {'delete':>8} {'undo del':>9} {'by id':>8} {'load':>8}"
+                f"  undo history after {edits} edits")
+            for side in sides:
+                r = side.result(edits)
+                out["results"].append(r)
+                say(f"{r['n']:>4} {r['accept_ms']:>8} {r['undo_accept_ms']:>9} {r['delete_ms']:>8}"
+                    f" {r['undo_delete_ms']:>9} {r['annotation_ms']:>8} {r['load_ms']:>8}  {r['undo_mb']} MB"
+                    f" ({r['undo_steps']} steps)")
+        finally:
+            for side in sides:
+                side.service.close()
         if len(out["results"]) >= 2:
             first, last = out["results"][0], out["results"][-1]
             ratio = round(last["accept_ms"] / max(first["accept_ms"], 1e-9), 2)

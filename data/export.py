@@ -188,11 +188,11 @@ def _export(
 
 def _items(project: Project, statuses: tuple[str, ...]) -> list[_Item]:
     items = []
+    classes = project.class_ids_by_image(statuses)
     for rec in project.images():
         if rec.status not in ("done", "good"):
             continue
-        ann = _labels(project, rec, statuses, with_masks=False)
-        cls = frozenset(int(c) for c in ann.class_id)
+        cls = classes.get(rec.id, frozenset()) if rec.status == "done" else frozenset()
         items.append(_Item(rec, export_name(rec), cls))
     names = [it.file_name for it in items]
     if len(set(names)) != len(names):  # only on a 10-hex prefix collision; fall back to the full hash
@@ -260,7 +260,7 @@ def _labels(project: Project, rec: ImageRecord, statuses: tuple[str, ...], with_
     """The labels an image exports: its annotations of ``statuses`` when it is done, none when good."""
     if rec.status != "done":
         return Annotations.empty(rec.height, rec.width)
-    return project.annotations(rec.id, statuses, with_masks=with_masks)
+    return project.annotations(rec, statuses, with_masks=with_masks)
 
 
 def _write(path: Path, content: bytes) -> None:

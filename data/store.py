@@ -501,15 +501,16 @@ class Project:
 
     # ------------------------------------------------------------ annotations
     def annotations(
-        self, image_id: int, statuses: tuple[str, ...] = ("accepted", "proposed"), with_masks: bool = True
+        self, image_id: int | ImageRecord, statuses: tuple[str, ...] = ("accepted", "proposed"), with_masks: bool = True
     ) -> Annotations:
         """The image's annotations of these statuses, ordered by id, masks as stored (crops), each row's
         version in ``data["updated_at"]`` (it changes whenever the row is written).
 
         ``with_masks=False`` reads the rows without their masks (all box-only): for counting, boxes, and
-        telling which rows changed since a version was seen.
+        telling which rows changed since a version was seen. ``image_id`` may be the image's record
+        (read in the same snapshot), which saves looking it up.
         """
-        rec = self.image(image_id)
+        rec = image_id if isinstance(image_id, ImageRecord) else self.image(image_id)
         marks = ",".join("?" * len(statuses))
         rle = "rle" if with_masks else "NULL"
         rows = self._connection().execute(
@@ -655,6 +656,16 @@ class Project:
         ):
             counts.setdefault(image_id, {})[status] = n
         return counts
+
+    def class_ids_by_image(self, statuses: tuple[str, ...] = ("accepted",)) -> dict[int, frozenset[int]]:
+        """Per image id, the class ids of its annotations of these statuses (images without any are absent)."""
+        marks = ",".join("?" * len(statuses))
+        out: dict[int, set[int]] = {}
+        for image_id, class_id in self._connection().execute(
+            f"SELECT DISTINCT image_id, class_id FROM annotations WHERE status IN ({marks})", tuple(statuses)
+        ):
+            out.setdefault(image_id, set()).add(class_id)
+        return {k: frozenset(v) for k, v in out.items()}
 
     def stats(self) -> dict[str, Any]:
         db = self._connection()

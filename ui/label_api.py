@@ -262,15 +262,14 @@ class LabelService:
         an accept on an image with many annotations costs about what it costs on an image with one.
         """
         rows = self.project.annotations(image_id, statuses=("accepted", "proposed"), with_masks=False)
-        keys = [(int(i), float(v)) for i, v in zip(rows.ids, rows.data.get("updated_at", []), strict=True)]
-        payloads = self.payloads.get_many(keys, lambda i: self._payload_of(keys[i][0]), [64] * len(keys))
-        out = []
-        for i, payload in enumerate(payloads):
-            score = float(rows.confidence[i])
-            out.append({"id": int(rows.ids[i]), "class_id": int(rows.class_id[i]), "status": str(rows.status[i]),
-                        "source": str(rows.source[i]), "score": None if math.isnan(score) else round(score, 3),
-                        "mask": payload})
-        return out
+        ids = rows.ids.tolist()
+        keys = list(zip(ids, rows.data.get("updated_at", np.zeros(0)).tolist(), strict=True))
+        payloads = self.payloads.get_many(keys, lambda i: self._payload_of(ids[i]), [64] * len(keys))
+        return [{"id": i, "class_id": c, "status": st, "source": src, "score": None if math.isnan(sc) else round(sc, 3),
+                 "mask": payload}
+                for i, c, st, src, sc, payload in zip(ids, rows.class_id.tolist(), rows.status.tolist(),
+                                                     rows.source.tolist(), rows.confidence.tolist(), payloads,
+                                                     strict=True)]
 
     def _payload_of(self, annotation_id: int) -> dict[str, Any] | None:
         """The overlay of one stored annotation (its crop; a box-only one's filled box)."""
