@@ -667,7 +667,7 @@ def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, i
         polys = [p for p in seg if isinstance(p, list)]
         valid = [p for p in polys if len(p) >= 6 and len(p) % 2 == 0 and all(_finite(v) for v in p)]
         if not valid:
-            raise InputError("polygon with fewer than 3 points.")
+            raise InputError("polygon with fewer than 3 points (or with a value that is not a finite number).")
         return polygons_to_crop(valid, height, width)
     raise InputError(f"segmentation of type {type(seg).__name__} is neither polygons nor RLE.")
 

@@ -138,8 +138,8 @@ def polygons_to_crop(polygons: list[list[float]], height: int, width: int) -> tu
     would move a few edge pixels: pycocotools rounds the 5x-upsampled vertices in floating point,
     which is not exact under a shift.)
     """
-    valid = [[float(v) for v in p] for p in polygons if len(p) >= 6]
-    if not valid or height * width == 0 or not all(np.isfinite(p).all() for p in valid):
+    valid = safe_polygons(polygons, height, width)
+    if not valid or height * width == 0:
         return np.zeros((0, 0), dtype=bool), 0, 0
     rle = mask_utils.merge(mask_utils.frPyObjects(valid, height, width))
     runs = np.asarray(rle_counts(rle["counts"]), dtype=np.int64)
@@ -263,12 +263,69 @@ def polygon_area(poly: list[float]) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
+def safe_polygons(polygons: list[list[float]], height: int, width: int) -> list[list[float]]:
+    """The polygons (of at least 3 finite vertices) that pycocotools can be handed safely.
+
+    pycocotools walks every upsampled pixel of a polygon's outline: a vertex at ``1e9`` crashes
+    the process, one at NaN first asks for gigabytes. A polygon reaching further than
+    :data:`FAR` image sizes outside the image is clipped (Sutherland-Hodgman) to a window that
+    far out, which keeps every pixel inside the image; nearer polygons are left exactly as
+    they are, so ordinary ones rasterise bit for bit as before. Non-finite ones are dropped.
+    """
+    out = []
+    reach = FAR * max(height, width, 1)
+    lo, hi = -reach, max(height, width) + reach
+    for p in polygons:
+        if len(p) < 6:
+            continue
+        try:
+            pts = np.asarray(p, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            continue
+        if not np.isfinite(pts).all():
+            continue
+        if pts.min() < lo or pts.max() > hi:
+            with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+                pts = _clip_polygon(pts, lo, hi)
+            if len(pts) < 3 or not np.isfinite(pts).all():  # an edge from -1e308 to 1e308 has no slope
+                continue
+        out.append(pts.reshape(-1).tolist())
+    return out
+
+
+FAR = 4  # image sizes: a polygon reaching beyond this is clipped before rasterising
+
+
+def _clip_polygon(pts: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Sutherland-Hodgman: ``pts`` ``(N, 2)`` clipped to the square ``[lo, hi]^2``."""
+    out = pts
+    for axis, bound, keep_below in ((0, lo, False), (0, hi, True), (1, lo, False), (1, hi, True)):
+        if not len(out):
+            break
+        res = []
+        for k in range(len(out)):
+            cur, prev = out[k], out[k - 1]
+            cin = cur[axis] <= bound if keep_below else cur[axis] >= bound
+            pin = prev[axis] <= bound if keep_below else prev[axis] >= bound
+            if cin != pin:  # the edge crosses the bound: its crossing point, measured from the inner end
+                a, b = (cur, prev) if cin else (prev, cur)  # (far-off vertices would cancel out the near one)
+                cross = np.empty(2)
+                cross[axis] = bound
+                cross[1 - axis] = a[1 - axis] + (bound - a[axis]) * ((b[1 - axis] - a[1 - axis]) / (b[axis] - a[axis]))
+                res.append(cross)
+            if cin:
+                res.append(cur)
+        out = np.array(res, dtype=np.float64).reshape(-1, 2)
+    return out
+
+
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
-    """Rasterise polygons (pixel coordinates) into a bool mask, as pycocotools does."""
-    valid = [p for p in polygons if len(p) >= 6]
-    if not valid:
+    """Rasterise polygons (pixel coordinates) into a bool mask, as pycocotools does (through
+    :func:`safe_polygons`)."""
+    valid = safe_polygons(polygons, height, width)
+    if not valid or height * width == 0:
         return np.zeros((height, width), dtype=bool)
-    rles = mask_utils.frPyObjects([list(map(float, p)) for p in valid], height, width)
+    rles = mask_utils.frPyObjects(valid, height, width)
     return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
 
 

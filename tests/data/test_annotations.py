@@ -309,3 +309,33 @@ def test_pack_keeps_the_runs_and_gives_the_rows_back():
     assert np.array_equal(back.full_masks(), ann.full_masks()) and np.array_equal(back.xyxy, ann.xyxy)
     assert packed.with_data({"id": [9] * 5}).unpack().ids.tolist() == [9] * 5
     assert big.crops[0].nbytes == 12_000_000 and len(big.pack().rles[0]) < 100  # runs, not pixels
+
+
+@pytest.mark.parametrize(
+    "poly, area",
+    [
+        ([0, 0, 1e9, 0, 1e9, 1e9], 1420),  # pycocotools alone crashes the process on these
+        ([0, 0, 1e308, 0, 1e308, 1e308], 1420),
+        ([-1e9, 5, 30, 5, 30, 20], 450),
+        ([-1e308, -1e308, 1e308, 1e308, -1e308, 1e308], None),  # no finite crossing: dropped
+        ([0, 0, float("nan"), 0, 5, 5], None),
+        ([0, 0, float("inf"), 0, 5, 5], None),
+    ],
+)
+def test_far_or_non_finite_polygon_vertices_are_clipped_or_refused(poly, area):
+    got = Annotations.from_coco([{"category_id": 1, "segmentation": [poly]}], {1: "a"}, H, W,
+                                on_error=lambda k, why: None)
+    if area is None:
+        assert len(got) == 0
+    else:
+        assert got.area.tolist() == [area] and polygons_to_mask([poly], H, W).sum() == area
+
+
+def test_polygons_near_the_image_rasterise_exactly_as_before():
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        poly = rng.uniform(-3 * W, 4 * W, 10).tolist()  # inside the window: never clipped
+        ref = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([poly], H, W))).astype(bool)
+        assert np.array_equal(polygons_to_mask([poly], H, W), ref)
