@@ -673,7 +673,13 @@ def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, i
 
 
 def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+    """A JSON number that is a finite float (``10**400`` is an int no float can hold)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return bool(np.isfinite(float(v)))
+    except OverflowError:
+        return False
 
 
 def _yolo_line(line: str, names: Sequence[str], height: int, width: int, source: str) -> Annotations:

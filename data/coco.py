@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -34,27 +35,49 @@ class CocoFile:
     categories: dict[int, str]  # COCO category id -> name, in id order
     images: list[dict]
     annotations_by_image: dict[int, list[dict]]
+    rejected: tuple[tuple[str, str], ...] = ()  # (where, why) of what the file holds but cannot be used
 
 
 def read_coco(path: Path) -> CocoFile:
     """Parse a COCO instances JSON; raises InputError when it is not one."""
+    name = Path(path).name
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: not a readable COCO JSON file ({err}).") from err
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise InputError(f"{path}: not a readable COCO JSON file ({why}).") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise InputError(f"{path}: not a COCO instances file (no 'images' list).")
+    cats = doc.get("categories") or []
+    if not isinstance(cats, list):
+        raise InputError(f"{path}: 'categories' must be a list of {{'id', 'name'}} objects.")
     categories: dict[int, str] = {}
-    for cat in sorted(doc.get("categories") or [], key=lambda c: c.get("id", 0)):
-        if not isinstance(cat, dict) or "id" not in cat or not str(cat.get("name", "")).strip():
-            raise InputError(f"{path}: category {cat!r} needs an 'id' and a 'name'.")
-        categories[int(cat["id"])] = str(cat["name"])
+    for cat in cats:
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not str(cat.get("name", "")).strip():
+            raise InputError(f"{path}: category {str(cat)[:80]} needs an integer 'id' and a 'name'.")
+        categories[cat["id"]] = str(cat["name"])
+    categories = dict(sorted(categories.items()))
+    rejected: list[tuple[str, str]] = []
     by_image: dict[int, list[dict]] = {}
-    for ann in doc.get("annotations") or []:
-        if isinstance(ann, dict) and "image_id" in ann:
+    anns = doc.get("annotations") or []
+    for k, ann in enumerate(anns if isinstance(anns, list) else []):
+        if isinstance(ann, dict) and _is_id(ann.get("image_id")) and _is_id(ann.get("id", 0)):
             by_image.setdefault(ann["image_id"], []).append(ann)
-    images = [im for im in doc["images"] if isinstance(im, dict) and "file_name" in im and "id" in im]
-    return CocoFile(Path(path), categories, images, by_image)
+        else:
+            what = "an integer 'image_id' and 'id'" if isinstance(ann, dict) else "to be a JSON object"
+            rejected.append((f"{name} annotation #{k + 1}", f"needs {what}; left out."))
+    images = []
+    for k, im in enumerate(doc["images"]):
+        if isinstance(im, dict) and _is_id(im.get("id")) and isinstance(im.get("file_name"), str):
+            images.append(im)
+        else:
+            rejected.append((f"{name} image #{k + 1}", "needs an integer 'id' and a 'file_name'; left out."))
+    return CocoFile(Path(path), categories, images, by_image, tuple(rejected))
+
+
+def _is_id(v: Any) -> bool:
+    """A COCO id: an integer (JSON has no other kind of key that pycocotools accepts)."""
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 # ------------------------------------------------------------------ writing

@@ -274,6 +274,7 @@ def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
         plan.rejected.append((path.name, str(err)))
         return found_files
     plan.classes.extend(doc.categories.values())
+    plan.rejected.extend(doc.rejected)
     base = path.parent
     for im in sorted(doc.images, key=lambda im: str(im["file_name"])):
         file_name = str(im["file_name"])
@@ -310,7 +311,7 @@ def _coco_labels(file_name: str, im: dict, anns: list[dict], categories: dict[in
             return Annotations.empty(height, width), [
                 (file_name, f"COCO says {declared[1]}x{declared[0]} but the image is {width}x{height}; "
                             f"its {len(anns)} annotations were not imported.")]
-        ordered = sorted(anns, key=lambda a: a.get("id", 0))
+        ordered = sorted(anns, key=lambda a: a.get("id", 0))  # ids are integers (coco.read_coco)
         bad: list[tuple[str, str]] = []
         labels = Annotations.from_coco(
             ordered, categories, height, width, source=SOURCE,
