@@ -55,9 +55,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     project = Project.open_or_create(args.project)
     with progress_bar("importing") as progress:
         rep = import_sources(project, [Path(s) for s in args.sources], progress=progress)
-    print(f"imported {rep.imported} images with {rep.annotations_added} annotations into {project.root}")
+    print(f"imported {rep.imported} images with {rep.annotations_added - rep.labels_merged} annotations into "
+          f"{project.root}")
     if rep.duplicates:
-        print(f"{len(rep.duplicates)} duplicates (content already in the project), not imported again:")
+        print(f"{len(rep.duplicates)} images already in the project (same content), not stored again; their labels "
+              f"were merged onto them: {rep.labels_merged} added, {rep.labels_already_there} already there:")
         for name in rep.duplicates:
             print(f"  {name}")
     if rep.skipped:
@@ -68,7 +70,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"  {name}: {reason}")
     write_json({"imported": rep.imported, "duplicates": list(rep.duplicates),
                 "rejected": [list(r) for r in rep.rejected],
-                "annotations_added": rep.annotations_added, "skipped": list(rep.skipped)}, getattr(args, "json", None))
+                "annotations_added": rep.annotations_added, "labels_merged": rep.labels_merged,
+                "labels_already_there": rep.labels_already_there, "skipped": list(rep.skipped)},
+               getattr(args, "json", None))
     return 0 if rep.imported or rep.duplicates else 1
 
 

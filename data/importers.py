@@ -33,12 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from data import coco, yolo
-from data.annotations import Annotations
+from data.annotations import STATUSES, Annotations
 from data.errors import InputError
 from data.images import MAX_FILE_BYTES, is_supported, load_for_import
 from data.names import clean_name
-from data.store import Project
+from data.store import ImageRecord, Project
 
 SOURCE = "import"
 Progress = Callable[[int, int], None]
@@ -52,8 +54,10 @@ class ImportReport:
     imported: int
     duplicates: tuple[str, ...]  # names whose content was already in the project (or earlier in this import)
     rejected: tuple[tuple[str, str], ...]  # (name, reason): files and single annotations / label lines
-    annotations_added: int
+    annotations_added: int  # labels stored, on new images and merged onto images already stored
     skipped: tuple[str, ...] = ()  # files of other types found in folders and zips (not images)
+    labels_merged: int = 0  # of annotations_added: labels that landed on an image already stored
+    labels_already_there: int = 0  # labels an image already held (same class, mask IoU >= 0.95): not added
 
 
 @dataclass
@@ -86,41 +90,82 @@ def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> Im
         if project.class_by_name(clean_name(name)) is None:
             project.add_class(name)
     class_ids = {c.name: c.id for c in project.classes()}
-    imported, added = 0, 0
+    imported = added = merged = already = 0
     duplicates: list[str] = []
     rejected = list(plan.rejected)
     for done, item in enumerate(plan.items, 1):
         try:
-            result = _import_one(project, item, class_ids, rejected)
+            created, n_added, n_already = _import_one(project, item, class_ids, rejected)
         except InputError as err:
             rejected.append((item.name, str(err)))
         else:
-            if result is None:
-                duplicates.append(item.name)
-            else:
+            added += n_added
+            if created:
                 imported += 1
-                added += result
+            else:
+                duplicates.append(item.name)
+                merged += n_added
+                already += n_already
         if progress:
             progress(done, len(plan.items))
-    return ImportReport(imported, tuple(duplicates), tuple(rejected), added, tuple(plan.skipped))
+    return ImportReport(imported, tuple(duplicates), tuple(rejected), added, tuple(plan.skipped), merged, already)
 
 
-def _import_one(project: Project, item: _Planned, class_ids: dict[str, int], rejected: list) -> int | None:
-    """Store one image and its labels; None when its content is already stored, else labels added."""
+def _import_one(project: Project, item: _Planned, class_ids: dict[str, int],
+                rejected: list) -> tuple[bool, int, int]:
+    """Store one image and its labels: ``(image created, labels added, labels it already held)``.
+
+    An image whose content is already stored (imported before, or twice in this import) is not
+    stored again, but its labels land on it (:func:`_merge_labels`).
+    """
     image = load_for_import(item.read(), item.name)
-    if project.image_by_hash(image.sha256) is not None:
-        return None
     labels = Annotations.empty(image.height, image.width)
     if item.labels is not None:
         labels, bad = item.labels(image.height, image.width)
         rejected.extend(bad)
     if len(labels):
         labels = labels.with_class_ids([class_ids[clean_name(n)] for n in labels.data["name"]])
+    known = project.image_by_hash(image.sha256)
+    if known is not None:
+        return (False, *_merge_labels(project, known, labels))
     status = "done" if len(labels) else "unlabeled"
     # The image and its labels (masks and box-only rows together) in one transaction.
-    _, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height, image.ext,
-                                   annotations=labels if len(labels) else None, status=status)
-    return len(labels) if created else None
+    image_id, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height,
+                                          image.ext, annotations=labels if len(labels) else None, status=status)
+    if not created:  # stored by another session meanwhile: its labels land on it
+        return (False, *_merge_labels(project, project.image(image_id), labels))
+    return True, len(labels), 0
+
+
+SAME_LABEL_IOU = 0.95  # an imported label this close to one of the same class the image holds is that label
+
+
+def _merge_labels(project: Project, rec: ImageRecord, labels: Annotations) -> tuple[int, int]:
+    """Add imported ``labels`` to an image already stored: ``(added, already there)``.
+
+    A label of the same class as one the image holds (any status) at mask IoU of at least
+    :data:`SAME_LABEL_IOU` is not added again. An unlabeled image that gains labels becomes
+    ``done``, as a new image with imported labels does; a ``good`` one is un-marked by the store.
+    """
+    if not len(labels):
+        return 0, 0
+    if labels.shape != (rec.height, rec.width):
+        raise InputError(f"its labels are for a {labels.width}x{labels.height} image, the stored one is "
+                         f"{rec.width}x{rec.height}.")
+    with project.transaction():
+        held = project.annotations(rec, statuses=STATUSES)
+        same = np.zeros(len(labels), dtype=bool)
+        for i in range(len(labels)):
+            for j in np.flatnonzero(held.class_id == labels.class_id[i]):
+                if labels.iou(i, held, int(j)) >= SAME_LABEL_IOU:
+                    same[i] = True
+                    break
+        new = labels.filter(~same)
+        if len(new):
+            project.add_annotations(rec.id, new)
+            if project.image(rec.id).status == "unlabeled":
+                project.set_image_status(rec.id, "done")
+    return len(new), int(same.sum())
 
 
 # ----------------------------------------------------------------- planning

@@ -273,7 +273,8 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             except StudioError as err:
                 raise user_error(err) from err
             lines = [f"Imported **{rep.imported}** images, {rep.annotations_added} annotations; "
-                     f"{len(rep.duplicates)} duplicates skipped; {len(rep.rejected)} rejected."]
+                     f"{len(rep.duplicates)} already in the project (their labels merged: {rep.labels_merged} "
+                     f"added, {rep.labels_already_there} already there); {len(rep.rejected)} rejected."]
             lines += [f"- rejected `{name}`: {why}" for name, why in rep.rejected[:30]]
             return "\n".join(lines)
 
