@@ -27,6 +27,7 @@ import numpy as np
 
 from data.errors import InputError
 from data.geometry import (
+    box_crop,
     clip_crop,
     crop_iou,
     crop_mask,
@@ -137,21 +138,33 @@ class Annotations:
     @classmethod
     def from_masks(
         cls,
-        masks: np.ndarray,
+        masks: np.ndarray | Sequence[np.ndarray],
         class_id: int | np.ndarray,
         confidence: float | np.ndarray = np.nan,
         source: str = "manual",
         status: Status = "accepted",
+        xyxy: np.ndarray | None = None,
+        size: tuple[int, int] | None = None,
     ) -> Annotations:
-        """Full-size masks ``(N, H, W)`` (or one ``(H, W)``) -> rows cut to their boxes, boxes from the masks."""
-        masks = np.asarray(masks, dtype=bool)
-        if masks.ndim == 2:
+        """Full-size masks -> rows cut to their boxes. ``masks``: an ``(N, H, W)`` array, one ``(H, W)``
+        mask, or a sequence of ``(H, W)`` masks (never stacked: one full-size mask at a time); ``size``
+        ``(H, W)`` is needed only for an empty sequence. Boxes from the masks unless ``xyxy`` is given."""
+        if isinstance(masks, np.ndarray) and masks.ndim == 2:
             masks = masks[None]
-        if masks.ndim != 3:
+        if isinstance(masks, np.ndarray) and masks.ndim != 3:
             raise ValueError(f"masks must be (N, H, W), got {masks.shape}")
-        cut = [crop_mask(m) for m in masks]
-        return cls.from_crops(masks.shape[1], masks.shape[2], [c for c, _, _ in cut], [(x, y) for _, x, y in cut],
-                              class_id, confidence, source, status)
+        if size is None:
+            if not len(masks) and not isinstance(masks, np.ndarray):
+                raise ValueError("an empty sequence of masks needs the image size")
+            size = masks.shape[1:] if isinstance(masks, np.ndarray) else np.shape(masks[0])
+        h, w = (int(v) for v in size)
+        cut = []
+        for m in masks:
+            if np.shape(m) != (h, w):
+                raise ValueError(f"mask of shape {np.shape(m)} in masks of a {w}x{h} image")
+            cut.append(crop_mask(np.asarray(m, dtype=bool)))
+        return cls.from_crops(h, w, [c for c, _, _ in cut], [(x, y) for _, x, y in cut], class_id, confidence,
+                              source, status, xyxy=xyxy)
 
     @classmethod
     def from_boxes(
@@ -333,7 +346,7 @@ class Annotations:
         c = self.crops[i]
         if c is not None:
             return c, int(self.origins[i, 0]), int(self.origins[i, 1])
-        return _box_crop(self.xyxy[i], self.height, self.width)
+        return box_crop(self.xyxy[i], self.height, self.width)
 
     def full_mask(self, i: int) -> np.ndarray:
         """Row ``i``'s mask at full image size, ``(H, W)`` bool (a new array)."""
@@ -368,6 +381,15 @@ class Annotations:
     def with_status(self, status: Status) -> Annotations:
         out = self[np.arange(len(self))]
         out.data["status"] = np.full(len(out), status, dtype=object)
+        return out
+
+    def with_box_masks(self) -> Annotations:
+        """The same rows, each box-only one given its filled box as a crop (what :meth:`crop` reads it
+        as), so every row has a mask that can be edited and stored."""
+        out = self[np.arange(len(self))]
+        cut = [out.crop(i) for i in range(len(out))]
+        out.crops = tuple(c for c, _, _ in cut)
+        out.origins = np.array([(x, y) for _, x, y in cut], dtype=np.int64).reshape(len(out), 2)
         return out
 
     def with_class_ids(self, class_id: int | np.ndarray) -> Annotations:
@@ -582,14 +604,6 @@ def _numpy(t: Any, dtype: Any) -> np.ndarray:
     if hasattr(t, "cpu"):
         t = t.float().cpu().numpy() if hasattr(t, "float") else t.cpu().numpy()
     return np.asarray(t, dtype=dtype)
-
-
-def _box_crop(xyxy: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int, int]:
-    """A box's filled mask as a crop (the pixels ``geometry.box_to_mask`` sets)."""
-    x0, y0, x1, y1 = (int(round(float(v))) for v in xyxy)
-    x0, y0 = min(max(0, x0), width), min(max(0, y0), height)
-    x1, y1 = max(x0, min(width, x1)), max(y0, min(height, y1))
-    return np.ones((y1 - y0, x1 - x0), dtype=bool), x0, y0
 
 
 def _fmt(values: np.ndarray) -> str:

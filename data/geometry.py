@@ -71,11 +71,20 @@ def crop_iou(a: np.ndarray, ao: tuple[int, int], b: np.ndarray, bo: tuple[int, i
     return inter / union if union else 1.0
 
 
-def box_to_mask(xyxy, height: int, width: int) -> np.ndarray:
-    """The filled box as a bool mask (pixels the box covers at least half of), clipped to the image."""
+def box_crop(xyxy, height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """A box's filled mask as a crop ``(crop, x0, y0)``: the pixels the box covers at least half of,
+    clipped to the image (the one rule for "a box-only annotation read as a mask")."""
     x0, y0, x1, y1 = (int(round(float(v))) for v in xyxy)
+    x0, y0 = min(max(0, x0), width), min(max(0, y0), height)
+    x1, y1 = max(x0, min(width, x1)), max(y0, min(height, y1))
+    return np.ones((y1 - y0, x1 - x0), dtype=bool), x0, y0
+
+
+def box_to_mask(xyxy, height: int, width: int) -> np.ndarray:
+    """The filled box (:func:`box_crop`) as a full-size bool mask."""
     m = np.zeros((height, width), dtype=bool)
-    m[max(0, y0) : max(0, min(height, y1)), max(0, x0) : max(0, min(width, x1))] = True
+    c, x0, y0 = box_crop(xyxy, height, width)
+    m[y0 : y0 + c.shape[0], x0 : x0 + c.shape[1]] = True
     return m
 
 
@@ -165,13 +174,6 @@ def crop_to_polygons(crop: np.ndarray, x0: int, y0: int) -> list[list[float]]:
     return mask_to_polygons(padded, origin=(x0 - 1, y0 - 1))
 
 
-def rle_area(rle: dict) -> int:
-    h, w = rle["size"]
-    counts = rle["counts"]
-    obj = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return int(mask_utils.area(obj))
-
-
 def mask_to_polygons(mask: np.ndarray, min_points: int = 3, origin: tuple[int, int] = (0, 0)) -> list[list[float]]:
     """Outer contours of a mask as polygons (holes are filled: polygon formats cannot hold them).
 
@@ -235,26 +237,6 @@ def rle_crop(rle: dict, x0: int, x1: int) -> np.ndarray:
         if pos >= hi:
             break
     return flat.reshape(x1 - x0, h).T  # RLE is column-major
-
-
-def rle_to_polygons(rle: dict, xyxy: tuple[float, float, float, float] | None = None) -> list[list[float]]:
-    """``mask_to_polygons(decode_rle(rle))``, traced only inside the box ``xyxy`` (fast for exports).
-
-    The box must hold the whole mask (stored boxes are the masks' boxes); a 1-pixel margin
-    keeps contours off the crop edge.
-    """
-    if xyxy is None:
-        return mask_to_polygons(decode_rle(rle))
-    h, w = (int(v) for v in rle["size"])
-    x0, y0 = max(0, int(np.floor(xyxy[0])) - 1), max(0, int(np.floor(xyxy[1])) - 1)
-    x1, y1 = min(w, int(np.ceil(xyxy[2])) + 1), min(h, int(np.ceil(xyxy[3])) + 1)
-    if x1 <= x0 or y1 <= y0:
-        return mask_to_polygons(decode_rle(rle))
-    cols = rle_crop(rle, x0, x1)
-    crop = cols[y0:y1]
-    if int(crop.sum()) != rle_area(rle):  # the box does not hold the whole mask: trace it all
-        return mask_to_polygons(decode_rle(rle))
-    return [[round(v + (y0 if i % 2 else x0), 2) for i, v in enumerate(p)] for p in mask_to_polygons(crop)]
 
 
 def polygon_area(poly: list[float]) -> float:

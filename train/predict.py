@@ -32,7 +32,6 @@ import numpy as np
 
 from data.annotations import Annotations
 from data.errors import NotFoundError
-from data.geometry import crop_mask
 from data.render import draw_predictions
 from data.store import Project
 from train import jobs, runs
@@ -69,9 +68,8 @@ class RawPrediction:
         if masks is None:
             ann = Annotations.from_boxes(height, width, xyxy, classes, scores, source="model")
         else:
-            cut = [crop_mask(m) for m in np.asarray(masks, dtype=bool).reshape(-1, height, width)]
-            ann = Annotations.from_crops(height, width, [c for c, _, _ in cut], [(x, y) for _, x, y in cut], classes,
-                                         scores, source="model", status="proposed", xyxy=xyxy)
+            ann = Annotations.from_masks(np.asarray(masks, dtype=bool).reshape(-1, height, width), classes, scores,
+                                         source="model", status="proposed", xyxy=xyxy)
         return cls(ann, tuple(names), conf, iou, inference_ms)
 
     @property

@@ -402,7 +402,7 @@ class LabelService:
                 ann_id = s.pending.editing_id
                 _, old = self.project.annotation(ann_id)
                 self.project.update_annotation(ann_id, class_id=cid, shape=one, source=source, status="accepted")
-                s.push(Undo(pending=s.pending.pack(), restored=_with_crop(old).pack()))
+                s.push(Undo(pending=s.pending.pack(), restored=old.with_box_masks().pack()))
             else:
                 crop, x0, y0 = one.crop(0)
                 ann = Annotations.from_crops(one.height, one.width, [crop], [(x0, y0)], cid, confidence=score,
@@ -499,7 +499,7 @@ class LabelService:
         with s.lock:
             aid, ann = self._own_annotation(s, ann_id)
             s.push_pending()
-            s.pending = Pending(masks=_with_crop(ann), manual=str(ann.source[0]) == MANUAL, editing_id=aid)
+            s.pending = Pending(masks=ann.with_box_masks(), manual=str(ann.source[0]) == MANUAL, editing_id=aid)
             view = self._pending_view(s, 0.0)
             view["class_id"] = int(ann.class_id[0])
             return view
@@ -583,16 +583,6 @@ class LabelService:
         editing = s.pending.editing_id
         masks = Annotations.from_crops(height, width, [crop], [(x0, y0)], NO_CLASS, source=MANUAL, status="proposed")
         s.pending = Pending(masks=masks, manual=True, editing_id=editing)
-
-
-def _with_crop(ann: Annotations) -> Annotations:
-    """A one-row container whose mask is a crop: a box-only row's becomes its filled box (as the
-    page shows it), so it can be edited and written back with ``Project.update_annotation``."""
-    if ann.has_mask[0]:
-        return ann
-    crop, x0, y0 = ann.crop(0)
-    return Annotations(ann.height, ann.width, ann.xyxy, ann.class_id, ann.confidence, crops=[crop],
-                       origins=[(x0, y0)], data=dict(ann.data))
 
 
 def _stroke_window(base: Annotations | None, height: int, width: int, ipts: np.ndarray,

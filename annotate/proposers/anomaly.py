@@ -46,7 +46,6 @@ import numpy as np
 from annotate.proposers.base import Proposer
 from data.annotations import Annotations
 from data.errors import InputError
-from data.geometry import crop_mask
 
 NAME = "anomaly"
 
@@ -471,7 +470,6 @@ class AnomalyProposer(Proposer):
         else:
             classes = np.array([self.classifier.predict(region_features(image, r.mask)) for r in regions],
                                dtype=np.int64)
-        cut = [crop_mask(r.mask) for r in regions]  # kept as crops, not an (N, H, W) stack
-        return Annotations.from_crops(h, w, [c for c, _, _ in cut], [(x, y) for _, x, y in cut], classes,
+        return Annotations.from_masks([r.mask for r in regions], classes,  # one at a time, not an (N, H, W) stack
                                       np.array([r.score for r in regions], dtype=np.float32), source=NAME,
-                                      status="proposed")
+                                      status="proposed", size=(h, w))

@@ -339,3 +339,15 @@ def test_polygons_near_the_image_rasterise_exactly_as_before():
         poly = rng.uniform(-3 * W, 4 * W, 10).tolist()  # inside the window: never clipped
         ref = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([poly], H, W))).astype(bool)
         assert np.array_equal(polygons_to_mask([poly], H, W), ref)
+
+
+def test_from_masks_takes_a_sequence_without_stacking_and_box_masks_fill_box_only_rows():
+    seq = Annotations.from_masks(list(MASKS), 1)
+    assert np.array_equal(seq.full_masks(), MASKS)
+    assert len(Annotations.from_masks([], 1, size=(H, W))) == 0
+    with pytest.raises(ValueError, match="image size"):
+        Annotations.from_masks([], 1)
+    with pytest.raises(ValueError, match="shape"):
+        Annotations.from_masks([MASKS[0], np.zeros((3, 3), bool)], 1)
+    filled = _mixed().with_box_masks()
+    assert filled.has_mask.all() and np.array_equal(filled.full_masks(), _mixed().full_masks())

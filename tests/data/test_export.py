@@ -155,14 +155,15 @@ def test_export_names_are_readable_and_unique(tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_fast_rle_tracing_matches_full_decode(seed):
-    """Exports trace polygons from the RLE inside the box only; same result as decoding the whole mask."""
-    from data.geometry import encode_rle, mask_to_box, mask_to_polygons, rle_crop, rle_to_polygons
+def test_fast_crop_tracing_matches_full_decode(seed):
+    """Exports trace polygons on the mask's crop only; same result as tracing the whole mask."""
+    from data.annotations import Annotations
+    from data.geometry import encode_rle, mask_to_polygons, rle_crop
     from tests.data.conftest import blob_masks
 
     for m in blob_masks(48, 64, seed):
         rle = encode_rle(m)
-        assert rle_to_polygons(rle, tuple(mask_to_box(m))) == mask_to_polygons(m)
+        assert Annotations.from_masks(m, 1).polygons(0) == mask_to_polygons(m)
         assert np.array_equal(rle_crop(rle, 5, 40), m[:, 5:40])
 
 
