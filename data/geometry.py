@@ -57,6 +57,44 @@ def crop_window(crop: np.ndarray, x0: int, y0: int, wx0: int, wy0: int, wx1: int
     return out
 
 
+STROKE_MARGIN = 2  # pixels around a brush stroke's radius inside the window it is drawn in
+
+
+def stroke_crop(base: tuple[np.ndarray, int, int] | None, height: int, width: int, points: np.ndarray,
+                radius: float, paint: bool) -> tuple[np.ndarray, int, int]:
+    """A brush (``paint``) or eraser polyline of ``radius`` pixels through ``points`` (``(K, 2)`` image
+    pixels) over the mask ``base`` (``(crop, x0, y0)``, or None: an empty mask) -> the new mask as a
+    tight crop ``(crop, x0, y0)`` of a ``height x width`` image.
+
+    Drawn only in the window of the stroke (grown by its radius and :data:`STROKE_MARGIN`) joined
+    with the base crop, not on a full-size canvas; OpenCV rasterises integer points the same
+    wherever the canvas starts, so the pixels are those of a full-size drawing.
+    """
+    ipts = np.round(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
+    m = int(np.ceil(radius)) + STROKE_MARGIN
+    x0, y0 = int(ipts[:, 0].min()) - m, int(ipts[:, 1].min()) - m
+    x1, y1 = int(ipts[:, 0].max()) + m + 1, int(ipts[:, 1].max()) + m + 1
+    if base is not None and base[0].size:
+        c, cx, cy = base
+        x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + c.shape[1]), max(y1, cy + c.shape[0])
+    x0, y0 = min(max(x0, 0), width), min(max(y0, 0), height)
+    x1, y1 = max(x0, min(x1, width)), max(y0, min(y1, height))
+    if x1 <= x0 or y1 <= y0:  # the stroke misses the image and there is no mask
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    if base is not None:
+        paste_crop(canvas, base[0], base[1] - x0, base[2] - y0, 1)
+    local = (ipts - (x0, y0)).astype(np.int32)
+    r, thick, value = int(round(radius)), max(1, int(round(2 * radius))), 1 if paint else 0
+    if len(local) == 1:
+        cv2.circle(canvas, (int(local[0, 0]), int(local[0, 1])), r, value, -1)
+    else:
+        cv2.polylines(canvas, [local.reshape(-1, 1, 2)], False, value, thick)
+        for p in (local[0], local[-1]):
+            cv2.circle(canvas, (int(p[0]), int(p[1])), r, value, -1)
+    return crop_tight(canvas.astype(bool), x0, y0)
+
+
 def crop_iou(a: np.ndarray, ao: tuple[int, int], b: np.ndarray, bo: tuple[int, int]) -> float:
     """IoU of two masks kept as crops at origins ``ao``/``bo`` (1.0 when both are empty)."""
     sa, sb = int(a.sum()), int(b.sum())

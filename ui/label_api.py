@@ -34,7 +34,7 @@ from annotate.segmenters.prefetch import Prefetcher
 from annotate.segmenters.registry import default_segmenter_name
 from data.annotations import NO_CLASS, Annotations
 from data.errors import InputError, NotFoundError, StudioError
-from data.geometry import crop_tight, crop_to_polygons, polygons_to_crop
+from data.geometry import crop_tight, crop_to_polygons, polygons_to_crop, stroke_crop
 from data.store import Project
 from runtime.weights import weights_dir as default_weights_dir
 from ui.sessions import LabelSession, Pending, SessionStore, Undo
@@ -46,7 +46,6 @@ MAX_RADIUS = 200
 PREFETCH_AHEAD = 3
 JPEG_QUALITY = 92
 PAYLOAD_CACHE_BYTES = 32 * 2**20  # overlays of saved annotations kept encoded (about, all pages together)
-STROKE_MARGIN = 2  # pixels around a stroke's radius inside its drawing window
 
 
 class LabelError(StudioError):
@@ -530,7 +529,8 @@ class LabelService:
             pts = self._points(points)
             if s.pending.masks is None and mode == "eraser":
                 raise LabelError("nothing to erase: there is no mask yet.")
-            crop, x0, y0 = _draw_stroke(s.pending.mask, rec.height, rec.width, pts, r, mode == "brush")
+            base = s.pending.mask.crop(0) if s.pending.mask is not None else None
+            crop, x0, y0 = stroke_crop(base, rec.height, rec.width, pts, r, paint=mode == "brush")
             self._set_manual(s, rec.height, rec.width, crop, x0, y0)
             return self._pending_view(s, 0.0)
 
@@ -583,46 +583,6 @@ class LabelService:
         editing = s.pending.editing_id
         masks = Annotations.from_crops(height, width, [crop], [(x0, y0)], NO_CLASS, source=MANUAL, status="proposed")
         s.pending = Pending(masks=masks, manual=True, editing_id=editing)
-
-
-def _stroke_window(base: Annotations | None, height: int, width: int, ipts: np.ndarray,
-                   radius: float) -> tuple[int, int, int, int]:
-    """The image window ``(x0, y0, x1, y1)`` a stroke is drawn in: the stroke's points grown by its
-    radius (plus :data:`STROKE_MARGIN`) joined with the pending mask's crop, clipped to the image.
-    Every pixel the stroke can set or clear, and every pixel of the mask, lies inside it."""
-    m = int(math.ceil(radius)) + STROKE_MARGIN
-    xs, ys = ipts[:, 0].astype(np.int64), ipts[:, 1].astype(np.int64)
-    x0, y0, x1, y1 = int(xs.min()) - m, int(ys.min()) - m, int(xs.max()) + m + 1, int(ys.max()) + m + 1
-    c, cx, cy = base.crop(0) if base is not None else (np.zeros((0, 0), bool), 0, 0)
-    if c.size:
-        x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + c.shape[1]), max(y1, cy + c.shape[0])
-    x0, y0 = min(max(x0, 0), width), min(max(y0, 0), height)
-    return x0, y0, max(x0, min(x1, width)), max(y0, min(y1, height))
-
-
-def _draw_stroke(base: Annotations | None, height: int, width: int, pts: np.ndarray, radius: float,
-                 paint: bool) -> tuple[np.ndarray, int, int]:
-    """A brush (``paint``) or eraser polyline of ``radius`` pixels over ``base`` (the pending one-row
-    container, or None: an empty mask) -> the new mask as a tight crop ``(crop, x0, y0)``.
-
-    Drawn in :func:`_stroke_window`, not on a full-size canvas; OpenCV rasterises integer points
-    the same wherever the canvas starts, so the pixels are those of a full-size drawing.
-    """
-    ipts = np.round(pts).astype(np.int32)
-    x0, y0, x1, y1 = _stroke_window(base, height, width, ipts, radius)
-    if x1 <= x0 or y1 <= y0:  # the stroke misses the image and there is no mask
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    canvas = (np.zeros((y1 - y0, x1 - x0), bool) if base is None else base.window(0, x0, y0, x1, y1)).astype(np.uint8)
-    local = (ipts.astype(np.int64) - (x0, y0)).astype(np.int32)
-    thick = max(1, int(round(2 * radius)))
-    value = 1 if paint else 0
-    if len(local) == 1:
-        cv2.circle(canvas, tuple(int(v) for v in local[0]), int(round(radius)), value, -1)
-    else:
-        cv2.polylines(canvas, [local.reshape(-1, 1, 2)], False, value, thick)
-        for p in (local[0], local[-1]):
-            cv2.circle(canvas, (int(p[0]), int(p[1])), int(round(radius)), value, -1)
-    return crop_tight(canvas.astype(bool), x0, y0)
 
 
 def safe_call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
