@@ -34,13 +34,15 @@ from data.geometry import (
     crop_tight,
     crop_to_polygons,
     crop_to_rle,
+    crop_to_yolo_polygon,
     crop_window,
     decode_rle,
     encode_rle,
     mask_to_box,
-    merge_polygons,
     paste_crop,
+    polygon_area,
     polygons_to_crop,
+    yolo_polygon_to_crop,
 )
 
 Status = Literal["proposed", "accepted", "rejected"]
@@ -242,15 +244,27 @@ class Annotations:
 
     @classmethod
     def from_coco(cls, objects: Sequence[Mapping[str, Any]], categories: Mapping[int, str], height: int,
-                  width: int, source: str = "import", on_error: OnError | None = None) -> Annotations:
+                  width: int, source: str = "import", on_error: OnError | None = None,
+                  on_note: OnError | None = None, skip_crowd: bool = False) -> Annotations:
         """COCO annotation dicts of one image -> rows (class id: the COCO category id; ``data["name"]``:
-        its name). Polygons and RLE (compressed or not) become masks, a bbox alone a box-only row.
+        its name). Polygons and RLE (compressed or not) become masks, rasterised as pycocotools does;
+        a bbox alone, an empty segmentation, or one polygon that is exactly the bbox (what a box
+        looks like in COCO) a box-only row. An annotation with a ``score`` (a results file) is a
+        ``proposed`` row with that confidence; any other is ``accepted``.
 
-        A dict that cannot be used is left out and reported as ``on_error(index, reason)``; without
-        ``on_error`` it raises :class:`InputError`.
+        Crowd regions (``iscrowd``: one mask over several objects; datumaro writes plain masks this
+        way) are read as masks and noted, or left out as errors with ``skip_crowd``. A polygon too
+        short to draw beside a usable bbox keeps the box, noted. Notes go to ``on_note(index,
+        what)``. A dict that cannot be used is left out and reported as ``on_error(index, reason)``;
+        without ``on_error`` it raises :class:`InputError`.
         """
-        return _parse_each(objects, lambda obj: _coco_object(obj, categories, height, width, source), on_error,
-                           height, width)
+        def parse(k: int, obj: Any) -> Annotations:
+            row, note = _coco_object(obj, categories, height, width, source, skip_crowd)
+            if note and on_note is not None:
+                on_note(k, note)
+            return row
+
+        return _parse_each(objects, parse, on_error, height, width)
 
     @classmethod
     def from_yolo(cls, lines: Sequence[str], names: Sequence[str], height: int, width: int,
@@ -258,8 +272,8 @@ class Annotations:
         """YOLO label lines (detect ``c cx cy w h`` or segment ``c x y x y ...``, normalised) -> rows
         (class id: the line's class index; ``data["name"]``: ``names[index]``). Blank lines are skipped;
         a line that cannot be used is reported as ``on_error(line index, reason)`` (else raised)."""
-        return _parse_each(lines, lambda line: _yolo_line(line, names, height, width, source) if line.strip() else None,
-                           on_error, height, width)
+        return _parse_each(lines, lambda _k, line: _yolo_line(line, names, height, width, source) if line.strip()
+                           else None, on_error, height, width)
 
     @classmethod
     def merge(cls, items: Sequence[Annotations], height: int | None = None, width: int | None = None) -> Annotations:
@@ -431,8 +445,8 @@ class Annotations:
 
     # --------------------------------------------------------------- writers
     def polygons(self, i: int) -> list[list[float]]:
-        """Row ``i``'s outer contours in image pixels (``geometry.mask_to_polygons``, holes filled);
-        a box-only row's box as one polygon."""
+        """Row ``i``'s outlines in image pixels, one per part, on pixel edges (``geometry.crop_to_polygons``:
+        exact for pycocotools, holes filled); a box-only row's box as one polygon."""
         if self.crops[i] is None:
             x0, y0, x1, y1 = (round(float(v), 2) for v in self.xyxy[i])
             return [[x0, y0, x1, y0, x1, y1, x0, y1]]
@@ -459,8 +473,13 @@ class Annotations:
             else:
                 c, cx, cy = self.crop(i)
                 c, cx, cy = clip_crop(c, cx, cy, self.height, self.width)
-                segmentation = self.rle(i) if as_rle else crop_to_polygons(c, cx, cy)
-                area = float(np.count_nonzero(c))
+                if as_rle:
+                    segmentation, area = self.rle(i), float(np.count_nonzero(c))
+                else:  # the area of what the polygons draw: the mask with its holes filled
+                    segmentation = crop_to_polygons(c, cx, cy)
+                    area = float(sum(polygon_area(p) for p in segmentation))
+                    if len(segmentation) == 1 and len(segmentation[0]) == 8:  # a rectangular mask: closed
+                        segmentation = [segmentation[0] + segmentation[0][:2]]  # so it does not read as a box
                 b = mask_to_box(c)
                 bx0, by0 = (float(b[0] + cx), float(b[1] + cy)) if area else (0.0, 0.0)
                 bbox = [bx0, by0, float(b[2] - b[0]), float(b[3] - b[1])]
@@ -490,8 +509,9 @@ class Annotations:
         return out
 
     def to_yolo(self, fmt: Literal["yolo-detect", "yolo-segment"], class_index: Mapping[int, int]) -> list[str]:
-        """YOLO label lines: ``yolo-detect`` the boxes; ``yolo-segment`` one polygon per row (a mask in
-        several parts joined by ``geometry.merge_polygons``; a box-only or empty row: its box)."""
+        """YOLO label lines: ``yolo-detect`` the boxes; ``yolo-segment`` one polygon per row, exact for
+        Ultralytics' reader (``geometry.crop_to_yolo_polygon``: holes filled, a mask in several parts
+        joined by bridges); a box-only or empty row: its box."""
         index = [int(class_index[int(c)]) for c in self.class_id]
         scale = np.array([self.width, self.height], dtype=np.float64)
         if fmt == "yolo-detect":  # all rows at once: centre and size, normalised
@@ -504,10 +524,8 @@ class Annotations:
         for i in range(len(self)):
             idx = index[i]
             x0, y0, x1, y1 = (float(v) for v in self.xyxy[i])
-            polys = self.polygons(i) if self.crops[i] is not None else []
-            if polys:
-                poly = merge_polygons(polys) if len(polys) > 1 else polys[0]
-            else:
+            poly = crop_to_yolo_polygon(*self.crop(i))[0] if self.crops[i] is not None else []
+            if not poly:
                 poly = [x0, y0, x1, y0, x1, y1, x0, y1]
             pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2) / scale
             lines.append(f"{idx} {_fmt(pts.reshape(-1))}")
@@ -561,14 +579,14 @@ def _as_crop(c: np.ndarray) -> np.ndarray:
     return c if c.dtype == bool else c.astype(bool)
 
 
-def _parse_each(items: Sequence[Any], parse: Callable[[Any], Annotations | None], on_error: OnError | None,
+def _parse_each(items: Sequence[Any], parse: Callable[[int, Any], Annotations | None], on_error: OnError | None,
                 height: int, width: int) -> Annotations:
     """``parse`` of each item (one row, or None: nothing to read) merged, with a ``data["name"]`` column;
     an item that raises InputError is reported as ``on_error(index, reason)`` (else the error is raised)."""
     rows: list[Annotations] = []
     for k, item in enumerate(items):
         try:
-            row = parse(item)
+            row = parse(k, item)
         except InputError as err:
             if on_error is None:
                 raise
@@ -637,42 +655,83 @@ def _letterboxed_crops(arr: np.ndarray, height: int, width: int,
     return crops, origins
 
 
-def _coco_object(obj: Mapping[str, Any], categories: Mapping[int, str], height: int, width: int,
-                 source: str) -> Annotations:
-    """One COCO annotation dict -> one row; raises InputError with the reason it cannot be used."""
+def _coco_object(obj: Any, categories: Mapping[int, str], height: int, width: int, source: str,
+                 skip_crowd: bool = False) -> tuple[Annotations, str | None]:
+    """One COCO annotation dict -> ``(one row, a note or None)``; raises InputError with the reason
+    it cannot be used."""
     if not isinstance(obj, Mapping):
         raise InputError(f"an annotation must be a JSON object, got {type(obj).__name__}.")
+    note = None
     if obj.get("iscrowd"):
-        raise InputError("iscrowd (crowd region) annotations are not imported: they mark many objects as one.")
+        if skip_crowd:
+            raise InputError("crowd region (iscrowd=1), left out as asked (--skip-crowd).")
+        note = "crowd region (iscrowd=1) imported as one mask."
     cat = obj.get("category_id")
     if not isinstance(cat, int) or isinstance(cat, bool) or cat not in categories:
         raise InputError(f"unknown category id {cat!r} (not in 'categories').")
-    data = {**_sources(1, source, "accepted"), "name": np.array([categories[cat]], dtype=object)}
+    status, confidence = "accepted", np.nan
+    if "score" in obj:  # a results file: detections to review, not labels
+        if not _finite(obj["score"]):
+            raise InputError(f"score {str(obj['score'])[:40]} is not a finite number.")
+        status, confidence = "proposed", float(obj["score"])
+    data = {**_sources(1, source, status), "name": np.array([categories[cat]], dtype=object)}
+    box, box_fault = _coco_bbox(obj.get("bbox"), height, width)
+
+    def box_row() -> Annotations:
+        return Annotations(height, width, [box], [cat], [confidence], data=data)
+
     seg = obj.get("segmentation")
-    if seg:
+    if not seg:  # absent, None, [] or {}: a box
+        if box is None:
+            raise InputError(f"no segmentation and {box_fault}.")
+        return box_row(), note
+    if isinstance(seg, list) and box is not None and _is_box_polygon(seg, obj["bbox"]):
+        return box_row(), note  # the polygon is the box: how a box-only label is written
+    try:
         crop, x0, y0 = _coco_segmentation(seg, height, width)
         if not crop.any():
             raise InputError("empty mask (the segmentation covers no pixel).")
-        return Annotations.from_crops(height, width, [crop], [(x0, y0)], cat).with_data(data)
-    bbox = obj.get("bbox")
-    if isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox) and bbox[2] > 0 and bbox[3] > 0:
-        x, y, w, h = (float(v) for v in bbox)
-        x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
-        if x1 <= x0 or y1 <= y0:
-            raise InputError(f"bbox {bbox} lies outside the {width}x{height} image.")
-        return Annotations(height, width, [[x0, y0, x1, y1]], [cat], [np.nan], data=data)
-    raise InputError("no segmentation and no usable bbox.")
+    except InputError as err:
+        if box is None or not isinstance(seg, list):
+            raise
+        return box_row(), f"{str(err).rstrip('.')}; kept its bbox as a box-only label."
+    row = Annotations.from_crops(height, width, [crop], [(x0, y0)], cat, confidence=confidence)
+    return row.with_data(data), note
+
+
+def _coco_bbox(bbox: Any, height: int, width: int) -> tuple[list[float] | None, str]:
+    """A COCO ``[x, y, w, h]`` as an XYXY box clipped to the image, or ``(None, why not)``."""
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
+        return None, "no usable bbox (4 finite numbers)"
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        return None, f"bbox {bbox} has no width or height"
+    x0, y0, x1, y1 = max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None, f"bbox {bbox} lies outside the {width}x{height} image"
+    return [x0, y0, x1, y1], ""
+
+
+def _is_box_polygon(seg: list, bbox: list) -> bool:
+    """One polygon of four corners that is exactly the (unclipped) bbox."""
+    if len(seg) != 1 or not isinstance(seg[0], list) or len(seg[0]) != 8 or not all(_finite(v) for v in seg[0]):
+        return False
+    x, y, w, h = (float(v) for v in bbox)
+    pts = np.asarray(seg[0], dtype=np.float64).reshape(4, 2)
+    corners = {(x, y), (x + w, y), (x + w, y + h), (x, y + h)}
+    near = all(any(abs(px - cx) < 0.01 and abs(py - cy) < 0.01 for cx, cy in corners) for px, py in pts)
+    return near and len({(round(px, 2), round(py, 2)) for px, py in pts}) == 4
 
 
 def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, int, int]:
     if isinstance(seg, dict):
         size = seg.get("size")
         try:
-            same = [int(size[0]), int(size[1])] == [height, width]
-        except (TypeError, ValueError, IndexError, KeyError):
+            same = [int(size[0]), int(size[1])] == [height, width] and len(size) == 2
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
             same = False
         if not same:
-            raise InputError(f"RLE size {size} does not match the {width}x{height} image.")
+            raise InputError(f"RLE size {str(size)[:40]} does not match the {width}x{height} image.")
         try:
             return crop_mask(decode_rle(seg))
         except (ValueError, TypeError, KeyError, UnicodeError, OverflowError) as err:
@@ -720,7 +779,7 @@ def _yolo_line(line: str, names: Sequence[str], height: int, width: int, source:
     if len(values) < 6 or len(values) % 2:
         raise InputError(f"a line needs 4 box values or an even number (>= 6) of polygon values, got {len(values)}.")
     poly = (values.reshape(-1, 2) * np.array([width, height], dtype=np.float64)).reshape(-1).tolist()
-    crop, x0, y0 = polygons_to_crop([poly], height, width)
+    crop, x0, y0 = yolo_polygon_to_crop(poly, height, width)  # as Ultralytics draws it when it trains
     if not crop.any():
         raise InputError("empty mask (the polygon covers no pixel).")
     return Annotations.from_crops(height, width, [crop], [(x0, y0)], cls).with_data(data)

@@ -201,41 +201,83 @@ def polygons_to_crop(polygons: list[list[float]], height: int, width: int) -> tu
 
 
 def crop_to_polygons(crop: np.ndarray, x0: int, y0: int) -> list[list[float]]:
-    """``mask_to_polygons`` of a mask kept as a crop at ``(x0, y0)``, in image pixels.
+    """The outer outline of each part of a mask kept as a crop at ``(x0, y0)``, on pixel edges.
 
-    The crop is padded by one pixel so contours touching its edge are traced as on the full image.
+    Exact for pycocotools (COCO's reader): its rasteriser fills a polygon that runs along pixel
+    edges with exactly the pixels inside, so the polygons redraw the mask with its holes filled
+    (polygons cannot hold holes), pixel for pixel; the shoelace area of each is its pixel count.
+    One polygon per 8-connected part, largest first. Also what the browser edits (the label API).
     """
-    if crop.size == 0:
+    if crop.size == 0 or not crop.any():
         return []
-    padded = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), dtype=np.uint8)
-    padded[1:-1, 1:-1] = crop
-    return mask_to_polygons(padded, origin=(x0 - 1, y0 - 1))
-
-
-def mask_to_polygons(mask: np.ndarray, min_points: int = 3, origin: tuple[int, int] = (0, 0)) -> list[list[float]]:
-    """Outer contours of a mask as polygons (holes are filled: polygon formats cannot hold them).
-
-    Vertices sit on pixel centres + 0.5 so that rasterising the polygon back covers
-    the original pixels to within one pixel. ``origin``: where the mask's top-left pixel is in
-    the image (for a crop), added to every vertex.
-    """
-    m = np.ascontiguousarray(mask.astype(np.uint8))
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    # Each pixel becomes a 2x2 block: OpenCV then traces the outline through the blocks' edge
+    # cells, and cell u of the upsampled grid lies on pixel edge ceil(u / 2).
+    up = np.zeros((2 * crop.shape[0] + 2, 2 * crop.shape[1] + 2), dtype=np.uint8)
+    up[1:-1, 1:-1] = np.repeat(np.repeat(crop.astype(np.uint8), 2, axis=0), 2, axis=1)
+    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polys = []
     for c in contours:
-        c = c.reshape(-1, 2).astype(np.float64)
-        if len(c) < min_points:
-            # A one- or two-pixel part: keep it as a tiny square so it is not lost.
-            x0, y0 = c.min(axis=0)
-            x1, y1 = c.max(axis=0) + 1
-            c = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-        else:
-            c = c + 0.5
-        c = c + origin
-        polys.append([round(v, 2) for v in c.reshape(-1).tolist()])
-    # Largest first, then by position: deterministic order.
-    polys.sort(key=lambda p: (-polygon_area(p), p[:2]))
+        pts = c.reshape(-1, 2) // 2  # padded cell u + 1 -> edge ceil(u / 2)
+        pts = pts[np.any(pts != np.roll(pts, 1, axis=0), axis=1)]  # a saddle maps two cells to one corner
+        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+        turn = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
+        pts = pts[turn != 0] + (x0, y0)  # corners only
+        polys.append([float(v) for v in pts.reshape(-1)])
+    polys.sort(key=lambda p: (-polygon_area(p), p[:2]))  # largest first, then by position: deterministic
     return polys
+
+
+YOLO_VERTEX_OFFSET = 0.25  # within the pixel: truncated and rounded, it is that pixel again
+
+
+def crop_to_yolo_polygon(crop: np.ndarray, x0: int, y0: int) -> tuple[list[float], int]:
+    """One polygon for a mask kept as a crop at ``(x0, y0)``, exact for Ultralytics' reader; and
+    the number of parts it joins.
+
+    Ultralytics rasterises a segment label as ``polygon2mask`` does: vertices truncated to
+    integers, then ``cv2.fillPoly``, which fills the polygon's outline pixels too. So the vertices
+    are the boundary pixels themselves, written as ``(x + 0.25, y + 0.25)``: that truncates back
+    to ``x`` (Ultralytics) and also rounds back to it (supervision's reader rounds), with room
+    for the six decimals of a normalised coordinate. A one-part mask comes back exactly, holes
+    filled. YOLO holds one polygon per
+    instance, so the parts of a mask in several parts are joined by zero-width bridges
+    (:func:`merge_polygons`), which draw a one-pixel line between them. A part of one or two
+    pixels repeats its last vertex to make the three Ultralytics needs.
+    """
+    if crop.size == 0 or not crop.any():
+        return [], 0
+    contours, _ = cv2.findContours(np.ascontiguousarray(crop, dtype=np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    polys = []
+    for c in contours:
+        pts = c.reshape(-1, 2).astype(np.float64) + (x0 + YOLO_VERTEX_OFFSET, y0 + YOLO_VERTEX_OFFSET)
+        if len(pts) < 3:
+            pts = np.concatenate([pts, np.repeat(pts[-1:], 3 - len(pts), axis=0)])
+        polys.append(pts.reshape(-1).tolist())
+    polys.sort(key=lambda p: (-len(p), p[:2]))
+    return (merge_polygons(polys) if len(polys) > 1 else polys[0]), len(polys)
+
+
+def yolo_polygon_to_crop(polygon: list[float], height: int, width: int) -> tuple[np.ndarray, int, int]:
+    """A polygon in image pixels rasterised as Ultralytics reads a segment label (``polygon2mask``:
+    vertices truncated to integers, ``cv2.fillPoly``), as a tight crop ``(crop, x0, y0)``.
+    Vertices are clipped to the image first (through :func:`safe_polygons` for far ones)."""
+    valid = safe_polygons([polygon], height, width)
+    if not valid or height * width == 0:
+        return np.zeros((0, 0), dtype=bool), 0, 0
+    pts = np.asarray(valid[0], dtype=np.float64).reshape(-1, 2)
+    pts = np.clip(pts, 0, (width, height)).astype(np.int32)  # truncation, as np.asarray(..., np.int32)
+    x0, y0 = (int(v) for v in pts.min(axis=0))
+    x1, y1 = (int(v) for v in pts.max(axis=0))
+    canvas = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
+    cv2.fillPoly(canvas, [pts - (x0, y0)], 1)
+    crop, cx, cy = clip_crop(canvas.astype(bool), x0, y0, height, width)
+    return crop_tight(crop, cx, cy)
+
+
+def mask_to_polygons(mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> list[list[float]]:
+    """:func:`crop_to_polygons` of a full mask (or of a crop whose top-left pixel is at ``origin``)."""
+    return crop_to_polygons(mask, *origin)
 
 
 def rle_counts(counts: str | bytes) -> list[int]:

@@ -16,9 +16,20 @@ Choices:
 - A folder without ``data.yaml`` or ``annotations/instances_*.json`` imports each COCO
   ``.json`` in it with the images it names; the images no JSON names import on their own.
 - Imported labels become ``accepted`` annotations with source ``import``; an image with
-  at least one imported label becomes ``done``, any other image stays ``unlabeled`` (an
-  image without labels is never assumed defect-free).
-- YOLO detect lines and COCO annotations with only a bbox are stored box-only (no mask).
+  at least one becomes ``done``. A COCO results file (annotations with a ``score``) gives
+  ``proposed`` annotations instead, to review; their image stays ``unlabeled``.
+- Background images: a YOLO image with an empty label file holds no defect by Ultralytics' own
+  convention and becomes ``good``. A COCO image without annotations may be background or not
+  labelled yet (CVAT and Label Studio list unlabelled tasks too): ``unlabeled`` unless
+  ``empty_as="good"`` says the dataset is complete; the report counts them either way. An
+  image with no label file at all, or whose every label was rejected, stays ``unlabeled``.
+- Labels for an image already stored land on it (a label equal to one it holds is not added
+  twice). Class names that differ only in case or spaces are one class (noted).
+- YOLO detect lines and COCO annotations with only a bbox are stored box-only (no mask); so is a
+  polygon too short to draw beside a valid bbox (noted). Crowd regions (``iscrowd``) are masks
+  (noted), or left out with ``skip_crowd``.
+- Every label that does not arrive is named in ``rejected`` with its file and the reason;
+  what arrives differently from the file is named in ``notes``.
 """
 
 from __future__ import annotations
@@ -43,10 +54,23 @@ from data.names import clean_name
 from data.store import ImageRecord, Project
 
 SOURCE = "import"
+EMPTY_AS = ("unlabeled", "good")
 Progress = Callable[[int, int], None]
-# (height, width) -> (objects as (class name, xyxy, mask|None), rejections as (where, reason))
-# (height, width) -> (the image's labels, class names in ``data["name"]``; the rejected (where, why)).
-LabelReader = Callable[[int, int], tuple[Annotations, list[tuple[str, str]]]]
+Where = tuple[str, str]  # (the file, annotation or line; what happened or why)
+
+
+@dataclass
+class _Labels:
+    """What a label file says of one image."""
+
+    annotations: Annotations  # class names in ``data["name"]``
+    rejected: list[Where] = field(default_factory=list)
+    notes: list[Where] = field(default_factory=list)
+    background: bool = False  # the file says the image holds no defect
+
+
+# (height, width) of the image as read -> its labels
+LabelReader = Callable[[int, int], _Labels]
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,11 @@ class ImportReport:
     skipped: tuple[str, ...] = ()  # files of other types found in folders and zips (not images)
     labels_merged: int = 0  # of annotations_added: labels that landed on an image already stored
     labels_already_there: int = 0  # labels an image already held (same class, mask IoU >= 0.95): not added
+    notes: tuple[Where, ...] = ()  # what arrived otherwise than the file has it (nothing dropped)
+    background: int = 0  # images the files mark as holding no defect, stored (or marked) ``good``
+    empty_images: int = 0  # COCO images listed without annotations
+    empty_as: str = "unlabeled"  # what those became: "unlabeled", or "good" when asked
+    proposals_added: int = 0  # of annotations_added: ``proposed`` ones (a results file's detections)
 
 
 @dataclass
@@ -73,82 +102,162 @@ class _Plan:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)  # class names to create, in order
+    notes: list[Where] = field(default_factory=list)
+    empty_as: str = "unlabeled"
+    skip_crowd: bool = False
+    empty_images: int = 0
     scratch: Path | None = None  # where zips holding labels are unpacked
     cleanup: contextlib.ExitStack | None = None  # removes what was unpacked once the import ends
 
 
-def import_sources(project: Project, sources: list[Path], progress: Progress | None = None) -> ImportReport:
+def import_sources(project: Project, sources: list[Path], progress: Progress | None = None,
+                   empty_as: str = "unlabeled", skip_crowd: bool = False) -> ImportReport:
+    """Import ``sources`` into ``project``. ``empty_as``: what a COCO image without annotations
+    becomes (``"unlabeled"``, or ``"good"`` when the dataset is known to be complete);
+    ``skip_crowd``: leave COCO crowd regions out instead of importing them as masks."""
+    if empty_as not in EMPTY_AS:
+        raise InputError(f"--empty-as must be one of {', '.join(EMPTY_AS)}, got '{empty_as}'.")
     with contextlib.ExitStack() as cleanup:
-        plan = _Plan(scratch=project.path("cache"), cleanup=cleanup)
+        plan = _Plan(scratch=project.path("cache"), cleanup=cleanup, empty_as=empty_as, skip_crowd=skip_crowd)
         for src in sources:
             _plan_source(Path(src), plan)
         return _import_plan(project, plan, progress)
 
 
+@dataclass
+class _Tally:
+    imported: int = 0
+    added: int = 0
+    merged: int = 0
+    already: int = 0
+    background: int = 0
+    proposals: int = 0
+
+
+def class_key(name: object) -> str:
+    """Names that differ only in case or spaces are one class ("Crack", "crack ", "CRACK")."""
+    return clean_name(name).casefold()
+
+
 def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> ImportReport:
-    for name in plan.classes:
-        if project.class_by_name(clean_name(name)) is None:
-            project.add_class(name)
-    class_ids = {c.name: c.id for c in project.classes()}
-    imported = added = merged = already = 0
+    rejected, notes = list(plan.rejected), list(plan.notes)
+    class_ids = _add_classes(project, plan.classes, rejected, notes)
+    tally = _Tally()
     duplicates: list[str] = []
-    rejected = list(plan.rejected)
     for done, item in enumerate(plan.items, 1):
         try:
-            created, n_added, n_already = _import_one(project, item, class_ids, rejected)
+            created = _import_one(project, item, class_ids, rejected, notes, tally)
         except InputError as err:
             rejected.append((item.name, str(err)))
         else:
-            added += n_added
             if created:
-                imported += 1
+                tally.imported += 1
             else:
                 duplicates.append(item.name)
-                merged += n_added
-                already += n_already
         if progress:
             progress(done, len(plan.items))
-    return ImportReport(imported, tuple(duplicates), tuple(rejected), added, tuple(plan.skipped), merged, already)
+    if plan.empty_images:
+        choice = ("marked good (background), as --empty-as good asked" if plan.empty_as == "good" else
+                  "left unlabeled (they may be background or not labelled yet; --empty-as good marks them good)")
+        notes.append(("COCO images without annotations", f"{plan.empty_images} {choice}."))
+    return ImportReport(tally.imported, tuple(duplicates), tuple(rejected), tally.added, tuple(plan.skipped),
+                        tally.merged, tally.already, tuple(notes), tally.background, plan.empty_images,
+                        plan.empty_as, tally.proposals)
 
 
-def _import_one(project: Project, item: _Planned, class_ids: dict[str, int],
-                rejected: list) -> tuple[bool, int, int]:
-    """Store one image and its labels: ``(image created, labels added, labels it already held)``.
+def _add_classes(project: Project, names: list[str], rejected: list[Where], notes: list[Where]) -> dict[str, int]:
+    """Create the classes the files name (one transaction); ``class_key -> class id``. Names that
+    differ only in case or spaces from one the project or an earlier file has join that class."""
+    chosen = {class_key(c.name): c.name for c in project.classes()}
+    merged: dict[tuple[str, str], None] = {}
+    new: list[str] = []
+    for name in names:
+        key, clean = class_key(name), clean_name(name)
+        if key in chosen:
+            if chosen[key] != clean:
+                merged[(clean, chosen[key])] = None
+            continue
+        if not clean or len(clean) > 64:
+            rejected.append((f"class '{clean[:40]}'", "a class name must have 1 to 64 characters; its labels "
+                                                      "were left out. Rename it in the file."))
+            continue
+        chosen[key] = clean
+        new.append(clean)
+    for clean, into in merged:
+        notes.append((f"class '{clean}'", f"differs from '{into}' only in case or spaces: imported as '{into}'."))
+    project.add_classes(new)
+    return {class_key(c.name): c.id for c in reversed(project.classes())}  # the first of equal keys wins
+
+
+def _import_one(project: Project, item: _Planned, class_ids: dict[str, int], rejected: list[Where],
+                notes: list[Where], tally: _Tally) -> bool:
+    """Store one image and its labels; True when the image was stored (not already there).
 
     An image whose content is already stored (imported before, or twice in this import) is not
     stored again, but its labels land on it (:func:`_merge_labels`).
     """
     image = load_for_import(item.read(), item.name)
-    labels = Annotations.empty(image.height, image.width)
+    read = _Labels(Annotations.empty(image.height, image.width))
     if item.labels is not None:
-        labels, bad = item.labels(image.height, image.width)
-        rejected.extend(bad)
+        read = item.labels(image.height, image.width)
+        rejected.extend(read.rejected)
+        notes.extend(read.notes)
+    labels = read.annotations
     if len(labels):
-        labels = labels.with_class_ids([class_ids[clean_name(n)] for n in labels.data["name"]])
+        keys = [class_key(n) for n in labels.data["name"]]
+        known_class = np.array([k in class_ids for k in keys], dtype=bool)
+        if not known_class.all():
+            rejected.extend((item.name, f"a label of class '{n}' was left out (the class could not be created).")
+                            for n, ok in zip(labels.data["name"], known_class, strict=True) if not ok)
+            labels, keys = labels.filter(known_class), [k for k, ok in zip(keys, known_class, strict=True) if ok]
+        labels = labels.with_class_ids([class_ids[k] for k in keys])
     known = project.image_by_hash(image.sha256)
-    if known is not None:
-        return (False, *_merge_labels(project, known, labels))
-    status = "done" if len(labels) else "unlabeled"
-    # The image and its labels (masks and box-only rows together) in one transaction.
-    image_id, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height,
-                                          image.ext, annotations=labels if len(labels) else None, status=status)
-    if not created:  # stored by another session meanwhile: its labels land on it
-        return (False, *_merge_labels(project, project.image(image_id), labels))
-    return True, len(labels), 0
+    created = False
+    if known is None:
+        # The image and its labels (masks and box-only rows together) in one transaction.
+        image_id, created = project.add_image(image.content, item.name, image.sha256, image.width, image.height,
+                                              image.ext, annotations=labels if len(labels) else None,
+                                              status=_status(labels, read.background))
+        known = project.image(image_id)
+    if created:
+        added = len(labels)
+        tally.background += _status(labels, read.background) == "good"
+    else:  # already stored (or stored by another session meanwhile): its labels land on it
+        added, already, to_good, proposed = _merge_labels(project, known, labels, read.background)
+        tally.merged += added
+        tally.already += already
+        tally.background += to_good
+    tally.added += added
+    tally.proposals += int(np.count_nonzero(labels.status == "proposed")) if created else proposed
+    return created
+
+
+def _status(labels: Annotations, background: bool) -> str:
+    """A new image's status: done with an accepted label, good when its file says background."""
+    if np.any(labels.status == "accepted"):
+        return "done"
+    return "good" if background and not len(labels) else "unlabeled"
 
 
 SAME_LABEL_IOU = 0.95  # an imported label this close to one of the same class the image holds is that label
 
 
-def _merge_labels(project: Project, rec: ImageRecord, labels: Annotations) -> tuple[int, int]:
-    """Add imported ``labels`` to an image already stored: ``(added, already there)``.
+def _merge_labels(project: Project, rec: ImageRecord, labels: Annotations,
+                  background: bool) -> tuple[int, int, int, int]:
+    """Add imported ``labels`` to an image already stored: ``(added, already there, marked good,
+    proposals added)``.
 
     A label of the same class as one the image holds (any status) at mask IoU of at least
-    :data:`SAME_LABEL_IOU` is not added again. An unlabeled image that gains labels becomes
-    ``done``, as a new image with imported labels does; a ``good`` one is un-marked by the store.
+    :data:`SAME_LABEL_IOU` is not added again. An unlabeled image that gains accepted labels
+    becomes ``done``, as a new image with imported labels does; a ``good`` one is un-marked by
+    the store. An unlabeled image that a file marks as background becomes ``good``.
     """
     if not len(labels):
-        return 0, 0
+        if background and rec.status == "unlabeled" and not len(project.annotations(rec, statuses=STATUSES,
+                                                                                   with_masks=False)):
+            project.set_image_status(rec.id, "good")
+            return 0, 0, 1, 0
+        return 0, 0, 0, 0
     if labels.shape != (rec.height, rec.width):
         raise InputError(f"its labels are for a {labels.width}x{labels.height} image, the stored one is "
                          f"{rec.width}x{rec.height}.")
@@ -163,9 +272,9 @@ def _merge_labels(project: Project, rec: ImageRecord, labels: Annotations) -> tu
         new = labels.filter(~same)
         if len(new):
             project.add_annotations(rec.id, new)
-            if project.image(rec.id).status == "unlabeled":
+            if project.image(rec.id).status == "unlabeled" and np.any(new.status == "accepted"):
                 project.set_image_status(rec.id, "done")
-    return len(new), int(same.sum())
+    return len(new), int(same.sum()), 0, int(np.count_nonzero(new.status == "proposed"))
 
 
 # ----------------------------------------------------------------- planning
@@ -188,9 +297,10 @@ def _plan_source(src: Path, plan: _Plan) -> None:
 
 
 def _dataset_layout(folder: Path) -> Path | list[Path] | None:
-    """The folder's data.yaml, or its ``annotations/instances_*.json`` files, or None."""
+    """The folder's data.yaml, or its ``annotations/instances_*.json`` files, or its YOLO
+    ``classes.txt`` (labelImg, Label Studio), or None."""
     coco_files = sorted((folder / "annotations").glob("instances_*.json"))
-    return yolo.find_data_yaml(folder) or coco_files or None
+    return yolo.find_data_yaml(folder) or coco_files or yolo.find_classes_txt(folder) or None
 
 
 def _plan_dir(folder: Path, plan: _Plan) -> None:
@@ -239,7 +349,7 @@ def _zip_entry_problem(info: zipfile.ZipInfo) -> str | None:
 
 def _is_label_file(member: str) -> bool:
     name = PurePosixPath(member.replace("\\", "/")).name
-    return not name.startswith(".") and (name.lower().endswith(".json") or name in yolo.YAML_NAMES)
+    return not name.startswith(".") and (name.lower().endswith(".json") or name in (*yolo.YAML_NAMES, yolo.CLASSES_TXT))
 
 
 def _plan_zip(path: Path, plan: _Plan) -> None:
@@ -320,20 +430,28 @@ def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
         return found_files
     plan.classes.extend(doc.categories.values())
     plan.rejected.extend(doc.rejected)
+    listed = {im["id"] for im in doc.images}
+    for image_id, anns in sorted(doc.annotations_by_image.items()):
+        if image_id not in listed:
+            plan.rejected.extend((f"{path.name} annotation {a.get('id')}",
+                                  f"its image_id {image_id} names no image in the file; left out.") for a in anns)
     base = path.parent
     for im in sorted(doc.images, key=lambda im: str(im["file_name"])):
         file_name = str(im["file_name"])
+        anns = doc.annotations_by_image.get(im["id"], [])
         found = _find_coco_image(path, file_name)
         if found is None:
+            lost = f"; its {len(anns)} annotations were not imported" if anns else ""
             plan.rejected.append((file_name, f"image file not found for {path.name} (looked in {base}, "
-                                             f"{base / 'images'} and the COCO layout around it)."))
+                                             f"{base / 'images'} and the COCO layout around it){lost}."))
             continue
-        anns = doc.annotations_by_image.get(im["id"], [])
-        plan.items.append(_Planned(file_name, lambda p=found: p, _coco_labels(file_name, im, anns, doc.categories)))
+        background = not anns and plan.empty_as == "good"
+        plan.empty_images += not anns
+        plan.items.append(_Planned(file_name, lambda p=found: p,
+                                   _coco_labels(f"{path.name}: {file_name}", im, anns, doc.categories,
+                                                background, plan.skip_crowd)))
         found_files.add(found)
     return found_files
-
-
 def _find_coco_image(json_path: Path, file_name: str) -> Path | None:
     """Beside the JSON, in ``images/`` beside it, or (for ``annotations/instances_<split>.json``, the
     layout of COCO itself and of our export) in ``images/<split>/`` or ``<split>/`` next to ``annotations/``."""
@@ -349,51 +467,80 @@ def _find_coco_image(json_path: Path, file_name: str) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def _coco_labels(file_name: str, im: dict, anns: list[dict], categories: dict[int, str]) -> LabelReader:
-    def read(height: int, width: int) -> tuple[Annotations, list[tuple[str, str]]]:
-        declared = (im.get("height"), im.get("width"))
+def _coco_labels(where: str, im: dict, anns: list[dict], categories: dict[int, str], background: bool,
+                 skip_crowd: bool) -> LabelReader:
+    def read(height: int, width: int) -> _Labels:
+        declared = (_size(im.get("height")), _size(im.get("width")))
         if anns and declared != (height, width) and None not in declared:
-            return Annotations.empty(height, width), [
-                (file_name, f"COCO says {declared[1]}x{declared[0]} but the image is {width}x{height}; "
-                            f"its {len(anns)} annotations were not imported.")]
+            return _Labels(Annotations.empty(height, width), [
+                (where, f"COCO says {declared[1]}x{declared[0]} but the image is {width}x{height}; "
+                        f"its {len(anns)} annotations were not imported.")])
         ordered = sorted(anns, key=lambda a: a.get("id", 0))  # ids are integers (coco.read_coco)
-        bad: list[tuple[str, str]] = []
-        labels = Annotations.from_coco(
-            ordered, categories, height, width, source=SOURCE,
-            on_error=lambda k, why: bad.append((f"{file_name} annotation {ordered[k].get('id')}", why)))
-        return labels, bad
+        out = _Labels(Annotations.empty(height, width), background=background)
+        out.annotations = Annotations.from_coco(
+            ordered, categories, height, width, source=SOURCE, skip_crowd=skip_crowd,
+            on_error=lambda k, why: out.rejected.append((f"{where} annotation {ordered[k].get('id')}", why)),
+            on_note=lambda k, what: out.notes.append((f"{where} annotation {ordered[k].get('id')}", what)))
+        return out
 
     return read
 
 
-def _plan_yolo(yaml_path: Path, plan: _Plan) -> None:
+def _size(v: object) -> int | None:
+    """A COCO ``width``/``height``: an integer, or a string of one (some tools write "640")."""
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _plan_yolo(path: Path, plan: _Plan) -> None:
+    """A YOLO dataset from its data.yaml or its classes.txt: the images under ``images/`` (or the
+    folder) with the label file Ultralytics' rule finds for each (or the one beside it)."""
     try:
-        ds = yolo.read_data_yaml(yaml_path)
+        ds = yolo.read_classes_txt(path) if path.name == yolo.CLASSES_TXT else yolo.read_data_yaml(path)
     except InputError as err:
-        plan.rejected.append((yaml_path.name, str(err)))
+        plan.rejected.append((path.name, str(err)))
         return
+    if ds.note:
+        plan.notes.append((path.name, ds.note))
     plan.classes.extend(ds.names)
+    top = ds.root.parent
     images_root = ds.root / "images" if (ds.root / "images").is_dir() else ds.root
-    for path in sorted(images_root.rglob("*")):
-        if path.is_symlink() or not path.is_file() or not is_supported(path.name):
+    used: set[Path] = set()
+    for image in sorted(images_root.rglob("*")):
+        if image.is_symlink() or not image.is_file() or not is_supported(image.name):
             continue  # links could reach outside the dataset folder
-        if "labels" in path.relative_to(ds.root).parts:
+        if "labels" in image.relative_to(ds.root).parts:
             continue
-        name = f"{ds.root.name}/{path.relative_to(ds.root).as_posix()}"
-        plan.items.append(_Planned(name, lambda p=path: p, _yolo_labels(name, yolo.label_path_for(path), ds.names)))
+        label = yolo.label_path_for(image)
+        if not label.is_file() and image.with_suffix(".txt").is_file():
+            label = image.with_suffix(".txt")  # labelImg saves it beside the image
+        used.add(label)
+        name = f"{ds.root.name}/{image.relative_to(ds.root).as_posix()}"
+        where = label.relative_to(top).as_posix() if label.is_relative_to(top) else label.name
+        plan.items.append(_Planned(name, lambda p=image: p, _yolo_labels(where, label, ds.names)))
+    label_folders = {p.parent for p in used}
+    for txt in sorted(ds.root.rglob("*.txt")):
+        if txt in used or txt.name == yolo.CLASSES_TXT or txt.is_symlink():
+            continue
+        rel = txt.relative_to(ds.root)
+        if "labels" in rel.parts[:-1] or txt.parent in label_folders:
+            plan.rejected.append((f"{ds.root.name}/{rel.as_posix()}", "label file with no image beside it or "
+                                  "under images/ (Ultralytics' rule: images/X.png <-> labels/X.txt); left out."))
 
 
-def _yolo_labels(name: str, label_path: Path, names: list[str]) -> LabelReader:
-    def read(height: int, width: int) -> tuple[Annotations, list[tuple[str, str]]]:
+def _yolo_labels(where: str, label_path: Path, names: list[str]) -> LabelReader:
+    def read(height: int, width: int) -> _Labels:
         if not label_path.is_file():
-            return Annotations.empty(height, width), []
+            return _Labels(Annotations.empty(height, width))
         try:
             lines = label_path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
-            return Annotations.empty(height, width), [(f"{name} labels", f"unreadable label file ({err}).")]
-        bad: list[tuple[str, str]] = []
-        labels = Annotations.from_yolo(lines, names, height, width, source=SOURCE,
-                                       on_error=lambda k, why: bad.append((f"{label_path.name}:{k + 1}", why)))
-        return labels, bad
+            return _Labels(Annotations.empty(height, width), [(where, f"unreadable label file ({err}).")])
+        out = _Labels(Annotations.empty(height, width), background=not any(line.strip() for line in lines))
+        out.annotations = Annotations.from_yolo(
+            lines, names, height, width, source=SOURCE,
+            on_error=lambda k, why: out.rejected.append((f"{where}:{k + 1}", why)))
+        return out
 
     return read

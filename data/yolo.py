@@ -22,14 +22,16 @@ from data.annotations import YOLO_PRECISION as PRECISION  # noqa: F401  (the dec
 from data.errors import InputError
 
 YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
+CLASSES_TXT = "classes.txt"  # labelImg and Label Studio's YOLO export: one name a line, no data.yaml
 
 
 # ------------------------------------------------------------------ reading
 @dataclass(frozen=True)
 class YoloDataset:
-    root: Path
-    yaml_path: Path
+    root: Path  # where images/ and labels/ (or the images with their label files beside them) are
+    yaml_path: Path  # the data.yaml or classes.txt the names come from
     names: list[str]
+    note: str | None = None  # what the reader chose that the user should know (a path it would not follow)
 
 
 def read_data_yaml(path: Path) -> YoloDataset:
@@ -50,21 +52,52 @@ def read_data_yaml(path: Path) -> YoloDataset:
     if not isinstance(names, list) or not names:
         raise InputError(f"{path}: needs a 'names' list or dict of class names.")
     root = Path(path).parent.resolve()
-    if isinstance(doc.get("path"), str) and (root / doc["path"]).is_dir():
+    note = None
+    given = doc.get("path")
+    if isinstance(given, str) and given.strip():
         # A dataset root may sit below the yaml, never outside it: an uploaded yaml must not
         # make the server read images from anywhere on its disk.
-        candidate = (root / doc["path"]).resolve()
-        if candidate == root or root in candidate.parents:
+        candidate = (root / given).resolve()
+        if (candidate == root or root in candidate.parents) and candidate.is_dir():
             root = candidate
-    return YoloDataset(root, Path(path), [str(n) for n in names])
+        else:
+            where = "points outside its folder" if candidate != root and root not in candidate.parents \
+                else "names no folder"
+            note = (f"its 'path: {given}' {where}, so the images were read from the yaml's own folder "
+                    f"{root.name}/. To read them from elsewhere, move the yaml into the dataset folder "
+                    f"or set 'path: .' (or a folder inside it).")
+    return YoloDataset(root, Path(path), [str(n) for n in names], note)
+
+
+def read_classes_txt(path: Path) -> YoloDataset:
+    """A ``classes.txt`` (one class name a line, index = line number) and the folder it is in."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not a readable classes.txt ({err}).") from err
+    names = [line.strip() for line in lines]
+    while names and not names[-1]:
+        names.pop()
+    if not names or not all(names):
+        raise InputError(f"{path}: needs one class name on each line (no blank lines between names).")
+    return YoloDataset(Path(path).parent.resolve(), Path(path), names)
 
 
 def find_data_yaml(folder: Path) -> Path | None:
     return next((folder / n for n in YAML_NAMES if (folder / n).is_file()), None)
 
 
+def find_classes_txt(folder: Path) -> Path | None:
+    """``classes.txt`` in the folder or in its ``labels/`` (where labelImg saves it), beside YOLO label files."""
+    for path in (folder / CLASSES_TXT, folder / "labels" / CLASSES_TXT):
+        if path.is_file() and any(p.suffix == ".txt" and p.name != CLASSES_TXT for p in folder.rglob("*.txt")):
+            return path
+    return None
+
+
 def label_path_for(image: Path) -> Path:
-    """Ultralytics' rule: the last ``images`` folder in the path becomes ``labels``, extension ``.txt``."""
+    """Ultralytics' rule: the last ``images`` folder in the path becomes ``labels``, extension ``.txt``
+    (an image outside any ``images`` folder has its label file beside it, as labelImg writes it)."""
     parts = list(image.parts)
     idx = max((i for i, p in enumerate(parts[:-1]) if p == "images"), default=None)
     if idx is None:

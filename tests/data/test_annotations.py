@@ -190,12 +190,16 @@ def test_to_coco_and_back(as_rle):
     objs = ann.to_coco(3, {1: 10, 2: 20}, first_id=5, as_rle=as_rle)
     assert [o["id"] for o in objs] == [5, 6, 7, 8, 9] and {o["image_id"] for o in objs} == {3}
     assert [o["category_id"] for o in objs] == [10, 20, 10, 20, 20]
-    assert [o["area"] for o in objs[:4]] == MASKS.reshape(4, -1).sum(1).astype(float).tolist()
+    filled = MASKS.copy()
+    filled[0, 8:11, 10:14] = True  # polygons cannot hold the hole; their area is what they draw
+    assert [o["area"] for o in objs[:4]] == (MASKS if as_rle else filled).reshape(4, -1).sum(1).astype(float).tolist()
     for o, m in zip(objs[:4], MASKS, strict=True):
         x0, y0, x1, y1 = mask_to_box(m).tolist()
         assert o["bbox"] == [x0, y0, x1 - x0, y1 - y0]
         if as_rle:
             assert o["segmentation"] == encode_rle(m)  # the full-image RLE, made from the crop
+        elif len(mask_to_polygons(m)) == 1 and len(mask_to_polygons(m)[0]) == 8:  # a rectangle: closed
+            assert o["segmentation"] == [mask_to_polygons(m)[0] + mask_to_polygons(m)[0][:2]]
         else:
             assert o["segmentation"] == mask_to_polygons(m)  # traced on the crop, as on the full mask
     assert objs[4]["segmentation"] == [[3.5, 2.25, 9.75, 2.25, 9.75, 12.0, 3.5, 12.0]]
@@ -204,10 +208,12 @@ def test_to_coco_and_back(as_rle):
     for i in range(4):
         if as_rle:
             assert np.array_equal(back.full_mask(i), MASKS[i])
-        else:  # polygons fill holes and may move an edge by a pixel
-            assert np.array_equal(back.full_mask(i), polygons_to_mask(mask_to_polygons(MASKS[i]), H, W))
-    # A box-only row is written as its bbox and the box polygon, which reads back as a mask.
-    assert back.has_mask.all() and back.area[4] > 0
+        else:  # pixel-edge polygons redraw the mask exactly, its hole filled
+            assert np.array_equal(back.full_mask(i), filled[i])
+    # A box-only row is written as its bbox and the box polygon, which reads back as a box-only row;
+    # a rectangular mask (rows 2 and 3) is written closed, and reads back as a mask.
+    assert back.has_mask.tolist() == [True] * 4 + [False]
+    assert back.xyxy[4].tolist() == BOX
 
 
 def test_to_coco_results():
@@ -241,7 +247,6 @@ def test_to_yolo_and_back(fmt):
     "obj, reason",
     [
         ({"category_id": 9, "bbox": [1, 1, 2, 2]}, "unknown category"),
-        ({"category_id": 1, "iscrowd": 1, "bbox": [1, 1, 2, 2]}, "iscrowd"),
         ({"category_id": 1, "segmentation": [[1, 1, 2, 2]]}, "fewer than 3 points"),
         ({"category_id": 1, "segmentation": {"size": [3, 3], "counts": "abc"}}, "does not match"),
         ({"category_id": 1, "segmentation": [[100, 100, 120, 100, 120, 120]]}, "covers no pixel"),
@@ -258,6 +263,22 @@ def test_from_coco_rejects_what_it_cannot_use(obj, reason):
     assert len(ann) == 1 and seen[0][0] == 0 and reason in seen[0][1]
     with pytest.raises(InputError, match=reason):
         Annotations.from_coco([obj], {1: "a"}, H, W)
+
+
+def test_from_coco_notes_what_arrives_otherwise_than_written():
+    notes: list[tuple[int, str]] = []
+    crowd = {"category_id": 1, "iscrowd": 1, "segmentation": encode_rle(MASKS[0])}
+    short = {"category_id": 1, "segmentation": [[1, 1, 2, 2]], "bbox": [1, 1, 4, 4]}
+    result = {"category_id": 1, "bbox": [1, 1, 4, 4], "score": 0.25}
+    ann = Annotations.from_coco([crowd, short, result], {1: "a"}, H, W, on_note=lambda k, w: notes.append((k, w)))
+    assert ann.has_mask.tolist() == [True, False, False]  # crowd: a mask; short polygon: its box kept
+    assert np.array_equal(ann.full_mask(0), MASKS[0])
+    assert ann.status.tolist() == ["accepted", "accepted", "proposed"] and ann.confidence[2] == np.float32(0.25)
+    assert [k for k, _ in notes] == [0, 1] and "crowd" in notes[0][1] and "kept its bbox" in notes[1][1]
+    seen: list[tuple[int, str]] = []
+    assert len(Annotations.from_coco([crowd], {1: "a"}, H, W, skip_crowd=True,
+                                     on_error=lambda k, w: seen.append((k, w)))) == 0
+    assert "--skip-crowd" in seen[0][1]
 
 
 @pytest.mark.parametrize(

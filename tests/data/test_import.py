@@ -142,11 +142,10 @@ UNCOMPRESSED = {"size": [48, 64], "counts": [480 + 10, 10] + [38, 10] * 19 + [48
         ({"segmentation": [[10, 10, 20, 10]], "category_id": 7}, "fewer than 3 points"),  # 2-point polygon
         ({"segmentation": {"size": [48, 64], "counts": encode_rle(np.zeros((48, 64), bool))["counts"]},
           "category_id": 7}, "empty mask"),  # empty RLE
-        ({"segmentation": RLE, "category_id": 7, "iscrowd": 1}, "iscrowd"),  # crowd entry
         ({"segmentation": [GOOD_POLY], "category_id": 3}, "unknown category id 3"),  # unknown category
         ({"segmentation": {"size": [10, 10], "counts": RLE["counts"]}, "category_id": 7}, "does not match"),  # size
     ],
-    ids=["short-polygon", "empty-mask", "iscrowd", "unknown-category", "rle-size"],
+    ids=["short-polygon", "empty-mask", "unknown-category", "rle-size"],
 )
 def test_coco_bad_annotations_rejected_rest_imports(tmp_path, empty, ann, reason):
     good = [
@@ -157,7 +156,7 @@ def test_coco_bad_annotations_rejected_rest_imports(tmp_path, empty, ann, reason
     ]
     rep = import_sources(empty, [_coco(tmp_path, [*good, {"id": 5, "image_id": 1, **ann}])])
     assert rep.imported == 2 and rep.annotations_added == 4
-    assert reason in _reasons(rep)["im0.png annotation 5"]
+    assert reason in _reasons(rep)["gt.json: im0.png annotation 5"]  # the file, the annotation, the fault
     assert [c.name for c in empty.classes()] == ["chip", "stain"]
     first, second = empty.images()
     assert (first.status, second.status) == ("done", "unlabeled")  # no annotations: not assumed good
@@ -208,10 +207,11 @@ def test_yolo_bad_lines_rejected_rest_imports(tmp_path, empty, line, reason, nam
     root = _yolo(tmp_path, [good[0], line, good[1]], names_as_dict)
     rep = import_sources(empty, [root])
     assert rep.imported == 2 and rep.annotations_added == 2
-    assert reason in _reasons(rep)["a.txt:2"]
+    assert reason in _reasons(rep)["yolo/labels/train/a.txt:2"]
     a, b = sorted(empty.images(), key=lambda r: r.name)
     assert a.name == "yolo/images/train/a.png" and a.status == "done"
-    assert b.status == "unlabeled"  # an empty label file is not taken as 'good'
+    assert b.status == "good"  # an empty label file marks a background image (Ultralytics' convention)
+    assert rep.background == 1
     rows = empty.annotations(a.id, ("accepted",))
     boxes = [tuple(float(v) for v in b) for b, m in zip(rows.xyxy, rows.has_mask, strict=True) if not m]
     assert boxes == [(24.0, 12.0, 40.0, 36.0)]  # detect line: stored box-only, in pixels

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data.export import export_project
-from data.geometry import mask_iou, masks_to_boxes
+from data.geometry import masks_to_boxes
 from data.importers import import_sources
 from data.store import Project
 from tests.data.conftest import make_project
@@ -70,11 +70,17 @@ def test_masks_survive_export_and_import(source, tmp_path, fmt, rle):
         for m, m2 in zip(masks, masks2, strict=True):
             if rle:
                 assert np.array_equal(m, m2)  # exact, holes kept
-            else:
-                filled = _fill(m)
-                assert _boundary_distance(filled, m2) <= 1  # differences only along the outline: within one pixel
-                if filled.sum() > 100:  # tiny parts lose relatively more to the half-pixel outline
-                    assert mask_iou(filled, m2) > 0.8
+            elif fmt == "coco" or _parts(m) == 1:
+                assert np.array_equal(_fill(m), m2)  # exact for the format's own reader, holes filled
+            else:  # YOLO holds one polygon an instance: the parts come back joined by a one-pixel bridge
+                assert (m2 >= m).all() and _boundary_distance(m, m2) <= 1 + np.hypot(*m.shape)
+                assert (m2 & ~m).sum() <= np.hypot(*m.shape)
+
+
+def _parts(mask: np.ndarray) -> int:
+    import cv2
+
+    return cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)[0] - 1
 
 
 def _fill(mask: np.ndarray) -> np.ndarray:
@@ -95,7 +101,8 @@ def test_yolo_detect_gives_the_same_boxes(source, tmp_path):
 def test_good_images_come_back_as_background(source, tmp_path):
     export_project(source, "yolo-segment", tmp_path / "out")
     back = _reimport(tmp_path, tmp_path / "out")
-    assert len(back.images(status="unlabeled")) == 2  # imported without labels: left for the user to confirm
+    assert len(back.images(status="good")) == 2  # an empty label file is a background image
+    assert not back.images(status="unlabeled")
 
 
 @pytest.mark.parametrize("rle", [False, True], ids=["polygons", "rle"])
@@ -110,9 +117,9 @@ def test_pycocotools_reads_export_and_scores_ap_one(source, tmp_path, rle):
         anns = gt.loadAnns(gt.getAnnIds())
         stored = sorted(float(a) for r in source.images(status="done")
                         for a in source.annotations(r.id, statuses=("accepted",)).area)
-        assert sorted(a["area"] for a in anns) == stored  # area is the mask's area, not the box's
         if rle:
-            assert all(gt.annToMask(a).sum() == a["area"] for a in anns)
+            assert sorted(a["area"] for a in anns) == stored  # area is the mask's area, not the box's
+        assert all(gt.annToMask(a).sum() == a["area"] for a in anns)  # ... and what the file's polygons draw
         dets = [{**a, "score": 1.0} for a in json.loads(path.read_text())["annotations"]]
         for iou_type in ("segm", "bbox"):
             ev = COCOeval(gt, gt.loadRes(dets), iou_type)
