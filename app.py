@@ -32,6 +32,8 @@ COMMANDS = {
     "bench clicks": "bench.cli:cmd_bench_clicks",
     "bench proposals": "bench.cli:cmd_bench_proposals",
     "bench export": "bench.cli:cmd_bench_export",
+    "bench import": "bench.cli:cmd_bench_import",
+    "bench roundtrip": "bench.cli:cmd_bench_roundtrip",
     "bench train": "bench.cli:cmd_bench_train",
     "bench ui": "bench.cli:cmd_bench_ui",
     "bench store": "bench.cli:cmd_bench_store",
@@ -82,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import images, folders, zips, COCO JSON or YOLO datasets")
     _project(p)
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="image file, folder, .zip, COCO .json or YOLO folder")
+    p.add_argument("--empty-as", choices=("unlabeled", "good"), default="unlabeled",
+                   help="what a COCO image without annotations becomes: unlabeled (default: it may not be labelled "
+                        "yet) or good (the dataset is complete: it is a background image)")
+    p.add_argument("--skip-crowd", action="store_true",
+                   help="leave COCO crowd regions (iscrowd=1) out instead of importing them as masks")
     _json(p)
 
     p = sub.add_parser("export", help="export accepted labels as COCO or YOLO")
@@ -158,6 +165,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("export", help="export throughput for each format")
     p.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
     _seed(p)
+    _json(p)
+
+    p = bench.add_parser("import", help="import time of a large COCO dataset (many categories and annotations)")
+    p.add_argument("--categories", type=int, default=3000, help="number of categories (default: 3000)")
+    p.add_argument("--images", type=int, default=1000, help="number of 640x480 images (default: 1000)")
+    p.add_argument("--annotations", type=int, default=20000, help="number of polygon annotations (default: 20000)")
+    _seed(p)
+    _json(p)
+
+    p = bench.add_parser("roundtrip", help="what each export format keeps of the masks, read by its own reader")
+    p.add_argument("--images", type=Path, required=True, metavar="DIR", help="folder of the ground-truth images")
+    p.add_argument("--gt", type=Path, required=True, metavar="FILE", help="COCO instances JSON (the masks to export)")
     _json(p)
 
     p = bench.add_parser("train", help="the whole loop on sample data: import, train from scratch, evaluate")

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from pathlib import Path
 
 from annotate.segmenters.registry import create_segmenter
-from bench import clicks, export, proposals, store, train, ui
+from bench import clicks, export, importing, proposals, roundtrip, store, train, ui
 from data.cli import progress_bar
 from data.errors import InputError
 from data.jsonout import write_json
@@ -59,6 +60,18 @@ def cmd_bench_proposals(args: argparse.Namespace) -> int:
 
 def cmd_bench_export(args: argparse.Namespace) -> int:
     results = export.run_bench(args.n, args.seed, bar=progress_bar)
+    write_json(results, getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_roundtrip(args: argparse.Namespace) -> int:
+    results = roundtrip.run_roundtrip(Path(args.images), Path(args.gt))
+    write_json(results, getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_import(args: argparse.Namespace) -> int:
+    results = importing.run_bench(args.categories, args.images, args.annotations, args.seed)
     write_json(results, getattr(args, "json", None))
     return 0
 

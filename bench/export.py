@@ -1,5 +1,6 @@
-"""``bench export``: export throughput of each format on a project of ``n`` sample-style images, and
-the import of each export into a new project."""
+"""``bench export``: export throughput of each format on a project of ``n`` sample-style images, the
+import of each export into a new project, and the round trip of the masks through each format's
+own reader (``bench.roundtrip``) on up to ``ROUNDTRIP_IMAGES`` of them."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench.roundtrip import measure_project
 from data.annotations import Annotations
 from data.errors import InputError
 from data.export import FORMATS, export_project
@@ -25,6 +27,7 @@ from data.sample import CLASSES, SIZE, render_image
 from data.store import Project
 
 BENCH_BASE_IMAGES = 20
+ROUNDTRIP_IMAGES = 100  # the round-trip figures are measured on the first this many images
 
 Progress = Callable[[int, int], None]
 
@@ -101,6 +104,10 @@ def run_bench(n: int, seed: int, bar: Callable[[str], Any] = _no_bar,
                                        "labels_imported": report.annotations_added}
             say(f"{fmt:<13} {dt:7.2f} s  {n / dt:8.1f} images/s; imported back in {di:6.2f} s "
                 f"({report.imported} images, {report.annotations_added} labels)")
+        rt_n = min(n, ROUNDTRIP_IMAGES)
+        rt_project = project if rt_n == n else build_bench_project(tmp / "rt-project", rt_n, seed)
+        say(f"round trip on {rt_n} of the images, each format read back by its own reader:")
+        results["roundtrip"] = measure_project(rt_project, tmp, say)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return results

@@ -35,6 +35,7 @@ from data.geometry import (
     crop_to_polygons,
     crop_to_rle,
     crop_to_yolo_polygon,
+    crop_topology,
     crop_window,
     decode_rle,
     encode_rle,
@@ -524,12 +525,25 @@ class Annotations:
         for i in range(len(self)):
             idx = index[i]
             x0, y0, x1, y1 = (float(v) for v in self.xyxy[i])
-            poly = crop_to_yolo_polygon(*self.crop(i))[0] if self.crops[i] is not None else []
+            # A box-only row: the polygon of its pixels (box_crop), so Ultralytics draws the box, not a pixel more.
+            poly = crop_to_yolo_polygon(*(self.crop(i) if self.crops[i] is not None else
+                                          box_crop(self.xyxy[i], self.height, self.width)))[0]
             if not poly:
                 poly = [x0, y0, x1, y0, x1, y1, x0, y1]
             pts = np.asarray(poly, dtype=np.float64).reshape(-1, 2) / scale
             lines.append(f"{idx} {_fmt(pts.reshape(-1))}")
         return lines
+
+    def polygon_losses(self) -> tuple[int, int]:
+        """``(masks with holes, masks in several parts)``: what polygons change (holes are filled;
+        YOLO, one polygon an instance, joins the parts). Box-only rows have neither."""
+        holes = parts = 0
+        for i in range(len(self)):
+            if self.crops[i] is not None:
+                n_parts, n_holes = crop_topology(self.crops[i])
+                holes += n_holes > 0
+                parts += n_parts > 1
+        return holes, parts
 
     def pack(self) -> PackedAnnotations:
         """The rows with their crops RLE-encoded: what a mask kept aside (an undo history) should cost."""
@@ -688,7 +702,8 @@ def _coco_object(obj: Any, categories: Mapping[int, str], height: int, width: in
     if isinstance(seg, list) and box is not None and _is_box_polygon(seg, obj["bbox"]):
         return box_row(), note  # the polygon is the box: how a box-only label is written
     try:
-        crop, x0, y0 = _coco_segmentation(seg, height, width)
+        crop, x0, y0, part_note = _coco_segmentation(seg, height, width)
+        note = note or part_note
         if not crop.any():
             raise InputError("empty mask (the segmentation covers no pixel).")
     except InputError as err:
@@ -723,7 +738,8 @@ def _is_box_polygon(seg: list, bbox: list) -> bool:
     return near and len({(round(px, 2), round(py, 2)) for px, py in pts}) == 4
 
 
-def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, int, int]:
+def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, int, int, str | None]:
+    """The mask of a segmentation as a crop, and a note when part of it was left out."""
     if isinstance(seg, dict):
         size = seg.get("size")
         try:
@@ -733,7 +749,7 @@ def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, i
         if not same:
             raise InputError(f"RLE size {str(size)[:40]} does not match the {width}x{height} image.")
         try:
-            return crop_mask(decode_rle(seg))
+            return (*crop_mask(decode_rle(seg)), None)
         except (ValueError, TypeError, KeyError, UnicodeError, OverflowError) as err:
             raise InputError(f"unreadable RLE ({err}).") from err
     if isinstance(seg, list):
@@ -741,7 +757,10 @@ def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, i
         valid = [p for p in polys if len(p) >= 6 and len(p) % 2 == 0 and all(_finite(v) for v in p)]
         if not valid:
             raise InputError("polygon with fewer than 3 points (or with a value that is not a finite number).")
-        return polygons_to_crop(valid, height, width)
+        left = len(seg) - len(valid)
+        note = (f"{left} of its {len(seg)} polygons left out (fewer than 3 points, or a value that is not a "
+                f"finite number); the rest imported." if left else None)
+        return (*polygons_to_crop(valid, height, width), note)
     raise InputError(f"segmentation of type {type(seg).__name__} is neither polygons nor RLE.")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data.export import export_project
+from data.import_report import summary
 from data.importers import import_sources
 from data.jsonout import write_json
 from data.sample import generate
@@ -54,24 +55,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     project = Project.open_or_create(args.project)
     with progress_bar("importing") as progress:
-        rep = import_sources(project, [Path(s) for s in args.sources], progress=progress)
-    print(f"imported {rep.imported} images with {rep.annotations_added - rep.labels_merged} annotations into "
-          f"{project.root}")
-    if rep.duplicates:
-        print(f"{len(rep.duplicates)} images already in the project (same content), not stored again; their labels "
-              f"were merged onto them: {rep.labels_merged} added, {rep.labels_already_there} already there:")
-        for name in rep.duplicates:
-            print(f"  {name}")
-    if rep.skipped:
-        print(f"{len(rep.skipped)} files of other types skipped")
-    if rep.rejected:
-        print(f"{len(rep.rejected)} rejected:")
-        for name, reason in rep.rejected:
-            print(f"  {name}: {reason}")
+        rep = import_sources(project, [Path(s) for s in args.sources], progress=progress,
+                             empty_as=getattr(args, "empty_as", "unlabeled"),
+                             skip_crowd=getattr(args, "skip_crowd", False))
+    for line in summary(rep, project.root):
+        print(line)
     write_json({"imported": rep.imported, "duplicates": list(rep.duplicates),
-                "rejected": [list(r) for r in rep.rejected],
+                "rejected": [list(r) for r in rep.rejected], "notes": [list(n) for n in rep.notes],
                 "annotations_added": rep.annotations_added, "labels_merged": rep.labels_merged,
-                "labels_already_there": rep.labels_already_there, "skipped": list(rep.skipped)},
+                "labels_already_there": rep.labels_already_there, "proposals_added": rep.proposals_added,
+                "background": rep.background, "empty_images": rep.empty_images, "empty_as": rep.empty_as,
+                "skipped": list(rep.skipped)},
                getattr(args, "json", None))
     return 0 if rep.imported or rep.duplicates else 1
 
@@ -84,10 +78,17 @@ def cmd_export(args: argparse.Namespace) -> int:
                              zip=args.zip, rle=args.rle, include_proposed=args.include_proposed, progress=progress)
     print(f"exported {sum(res.n_images.values())} images (train {res.n_images['train']}, val {res.n_images['val']}), "
           f"{res.n_annotations} annotations, classes {', '.join(res.class_names)} to {res.out_path}")
+    if res.holes_filled:
+        print(f"{res.holes_filled} masks had holes, filled: polygons cannot hold them (--rle keeps them)"
+              if args.format == "coco" else f"{res.holes_filled} masks had holes, filled: polygons cannot hold them")
+    if res.multi_part:
+        print(f"{res.multi_part} masks in several parts: " + ("one polygon per part" if args.format == "coco" else
+              "each written as one polygon, its parts joined by a one-pixel bridge (YOLO holds one per instance)"))
     print(f"content hash {res.content_hash}")
     write_json({"out_path": str(res.out_path), "n_images": res.n_images,
                 "n_annotations": res.n_annotations, "class_names": list(res.class_names),
-                "content_hash": res.content_hash, "format": args.format}, getattr(args, "json", None))
+                "content_hash": res.content_hash, "format": args.format,
+                "holes_filled": res.holes_filled, "multi_part": res.multi_part}, getattr(args, "json", None))
     return 0
 
 

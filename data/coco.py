@@ -26,6 +26,7 @@ from data.errors import InputError
 from data.geometry import encode_rle, mask_to_box
 
 CATEGORY_ID_NOTE = "category ids are 1..K in the project's class order"
+EXPORT_DESCRIPTION = "Exported by Defect Studio"  # its images are done or good: one without annotations is good
 
 
 # ------------------------------------------------------------------ reading
@@ -36,6 +37,8 @@ class CocoFile:
     images: list[dict]
     annotations_by_image: dict[int, list[dict]]
     rejected: tuple[tuple[str, str], ...] = ()  # (where, why) of what the file holds but cannot be used
+    exported_here: bool = False  # written by this app's export (its images without annotations are good ones)
+    notes: tuple[tuple[str, str], ...] = ()  # (where, what) of what is read otherwise than written
 
 
 def read_coco(path: Path) -> CocoFile:
@@ -58,8 +61,17 @@ def read_coco(path: Path) -> CocoFile:
         categories[cat["id"]] = str(cat["name"])
     categories = dict(sorted(categories.items()))
     rejected: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     by_image: dict[int, list[dict]] = {}
     anns = doc.get("annotations") or []
+    used = ({a.get("category_id") for a in anns if isinstance(a, dict) and _is_id(a.get("category_id"))}
+            if isinstance(anns, list) else set())
+    parents = {str(c.get("supercategory")) for c in cats if isinstance(c, dict)}
+    for cid, cname in list(categories.items()):
+        if cid not in used and cname in parents and len(categories) > 1:
+            del categories[cid]  # Roboflow's category 0: the workspace, the supercategory of the others
+            notes.append((f"{name} category {cid}", f"'{cname}' is the supercategory of the others and labels "
+                                                    f"nothing: not made a class."))
     for k, ann in enumerate(anns if isinstance(anns, list) else []):
         if isinstance(ann, dict) and _is_id(ann.get("image_id")) and _is_id(ann.get("id", 0)):
             by_image.setdefault(ann["image_id"], []).append(ann)
@@ -72,7 +84,9 @@ def read_coco(path: Path) -> CocoFile:
             images.append(im)
         else:
             rejected.append((f"{name} image #{k + 1}", "needs an integer 'id' and a 'file_name'; left out."))
-    return CocoFile(Path(path), categories, images, by_image, tuple(rejected))
+    info = doc.get("info")
+    ours = isinstance(info, dict) and str(info.get("description", "")).startswith(EXPORT_DESCRIPTION)
+    return CocoFile(Path(path), categories, images, by_image, tuple(rejected), ours, tuple(notes))
 
 
 def _is_id(v: Any) -> bool:
@@ -95,7 +109,7 @@ def categories_to_coco(class_names: list[str] | tuple[str, ...], supercategory: 
 def dataset_to_coco(images: list[dict], annotations: list[dict], class_names: list[str]) -> dict:
     return {
         "info": {
-            "description": f"Exported by Defect Studio; {CATEGORY_ID_NOTE}.",
+            "description": f"{EXPORT_DESCRIPTION}; {CATEGORY_ID_NOTE}.",
             "version": "1",
         },
         "licenses": [],

@@ -54,6 +54,8 @@ class ExportResult:
     n_annotations: int
     class_names: tuple[str, ...]
     content_hash: str  # sha256 over label files and image hashes: identifies the dataset snapshot
+    holes_filled: int = 0  # polygon formats: masks whose holes the polygons fill (--rle keeps them)
+    multi_part: int = 0  # polygon formats: masks in several parts (COCO: one polygon each; YOLO: joined)
 
 
 @dataclass(frozen=True)
@@ -170,8 +172,8 @@ def _export(
     except OSError as err:  # --out names a folder that cannot be made (a file on its path, no permission)
         raise InputError(f"cannot write the export to {out}: {err.strerror or err}; choose a writable --out.") from err
     try:
-        n_ann, hashes = _write_dataset(project, fmt, tmp, items, split, class_index, class_names,
-                                       statuses, rle, "val" in split.values(), progress)
+        n_ann, hashes, losses = _write_dataset(project, fmt, tmp, items, split, class_index, class_names,
+                                               statuses, rle, "val" in split.values(), progress)
         content_hash = _content_hash(hashes)
         marker = {"format": fmt, "content_hash": content_hash, "classes": list(class_names)}
         (tmp / MARKER).write_bytes(json.dumps(marker, sort_keys=True).encode())
@@ -183,7 +185,7 @@ def _export(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     counts = {"train": sum(1 for v in split.values() if v == "train"), "val": sum(1 for v in split.values() if v == "val")}
-    return ExportResult(out, counts, n_ann, class_names, content_hash)
+    return ExportResult(out, counts, n_ann, class_names, content_hash, *losses)
 
 
 def _items(project: Project, statuses: tuple[str, ...]) -> list[_Item]:
@@ -205,8 +207,9 @@ def _write_dataset(
     project: Project, fmt: str, root: Path, items: list[_Item], split: dict[int, str],
     class_index: dict[int, int], class_names: tuple[str, ...], statuses: tuple[str, ...],
     rle: bool, has_val: bool, progress: Progress | None,
-) -> tuple[int, dict[str, str]]:
-    """Write images and labels under ``root``; returns (annotations written, {relative path: sha256})."""
+) -> tuple[int, dict[str, str], tuple[int, int]]:
+    """Write images and labels under ``root``; returns (annotations written, {relative path: sha256},
+    (masks with holes filled, masks in several parts) when the format writes polygons)."""
     splits = ("train", "val") if has_val else ("train",)
     for s in splits:
         (root / "images" / s).mkdir(parents=True)
@@ -214,7 +217,8 @@ def _write_dataset(
             (root / "labels" / s).mkdir(parents=True)
     hashes: dict[str, str] = {}
     coco_parts: dict[str, tuple[list[dict], list[dict]]] = {s: ([], []) for s in splits}
-    n_ann = 0
+    n_ann = holes = parts = 0
+    polygons = fmt == "yolo-segment" or (fmt == "coco" and not rle)
     for done, it in enumerate(items, 1):
         rec, s = it.record, split[it.record.id]
         rel_image = f"images/{s}/{it.file_name}"
@@ -229,6 +233,9 @@ def _write_dataset(
         hashes[rel_image] = rec.sha256
         ann = _labels(project, rec, statuses, with_masks=fmt != "yolo-detect")  # detect writes boxes only
         n_ann += len(ann)
+        if polygons:
+            h, p = ann.polygon_losses()
+            holes, parts = holes + h, parts + p
         if fmt == "coco":
             images, anns = coco_parts[s]
             image_id = len(images) + 1
@@ -253,7 +260,7 @@ def _write_dataset(
         content = yolo.data_yaml(list(class_names), has_val)
         _write(root / "data.yaml", content)
         hashes["data.yaml"] = hashlib.sha256(content).hexdigest()
-    return n_ann, hashes
+    return n_ann, hashes, (holes, parts)
 
 
 def _labels(project: Project, rec: ImageRecord, statuses: tuple[str, ...], with_masks: bool = True) -> Annotations:

@@ -250,7 +250,8 @@ def crop_to_yolo_polygon(crop: np.ndarray, x0: int, y0: int) -> tuple[list[float
                                    cv2.CHAIN_APPROX_SIMPLE)
     polys = []
     for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64) + (x0 + YOLO_VERTEX_OFFSET, y0 + YOLO_VERTEX_OFFSET)
+        pts = _no_false_bridges(c.reshape(-1, 2).astype(np.float64)) + (x0 + YOLO_VERTEX_OFFSET,
+                                                                         y0 + YOLO_VERTEX_OFFSET)
         if len(pts) < 3:
             pts = np.concatenate([pts, np.repeat(pts[-1:], 3 - len(pts), axis=0)])
         polys.append(pts.reshape(-1).tolist())
@@ -259,20 +260,91 @@ def crop_to_yolo_polygon(crop: np.ndarray, x0: int, y0: int) -> tuple[list[float
 
 
 def yolo_polygon_to_crop(polygon: list[float], height: int, width: int) -> tuple[np.ndarray, int, int]:
-    """A polygon in image pixels rasterised as Ultralytics reads a segment label (``polygon2mask``:
+    """A YOLO segment polygon in image pixels rasterised as Ultralytics reads a label (``polygon2mask``:
     vertices truncated to integers, ``cv2.fillPoly``), as a tight crop ``(crop, x0, y0)``.
-    Vertices are clipped to the image first (through :func:`safe_polygons` for far ones)."""
-    valid = safe_polygons([polygon], height, width)
-    if not valid or height * width == 0:
+
+    Zero-width bridges (a vertex pair walked there and back, as :func:`merge_polygons` and
+    Ultralytics' own COCO converter join the parts of one instance) are cut first and each part
+    drawn on its own, so a mask in several parts comes back without the bridge lines. Vertices
+    are clipped to the image first (through :func:`safe_polygons` for far ones).
+    """
+    parts = safe_polygons(split_bridges(polygon), height, width)
+    if not parts or height * width == 0:
         return np.zeros((0, 0), dtype=bool), 0, 0
-    pts = np.asarray(valid[0], dtype=np.float64).reshape(-1, 2)
-    pts = np.clip(pts, 0, (width, height)).astype(np.int32)  # truncation, as np.asarray(..., np.int32)
-    x0, y0 = (int(v) for v in pts.min(axis=0))
-    x1, y1 = (int(v) for v in pts.max(axis=0))
+    pts = [np.clip(np.asarray(p, dtype=np.float64).reshape(-1, 2), 0, (width, height)).astype(np.int32)
+           for p in parts]  # truncation, as np.asarray(..., np.int32) in polygon2mask
+    x0, y0 = (int(v) for v in np.min([p.min(axis=0) for p in pts], axis=0))
+    x1, y1 = (int(v) for v in np.max([p.max(axis=0) for p in pts], axis=0))
     canvas = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
-    cv2.fillPoly(canvas, [pts - (x0, y0)], 1)
+    for p in pts:  # one by one: fillPoly of several at once would cut the overlap of two out
+        cv2.fillPoly(canvas, [p - (x0, y0)], 1)
     crop, cx, cy = clip_crop(canvas.astype(bool), x0, y0, height, width)
     return crop_tight(crop, cx, cy)
+
+
+def split_bridges(polygon: list[float]) -> list[list[float]]:
+    """The parts of a polygon whose parts are joined by zero-width bridges: an edge ``a -> b`` walked
+    back later as ``b -> a`` (:func:`merge_polygons`). A polygon without such a pair is itself.
+    A part of fewer than three vertices repeats its last one (drawn, it is a line or a pixel)."""
+    stack, out = [np.asarray(polygon, dtype=np.float64).reshape(-1, 2)], []
+    while stack:
+        p = stack.pop()
+        cut = _there_and_back(p)
+        if cut is None and len(p) > 3 and (p[0] != p[-1]).any():  # the way back may be the closing edge
+            closed = np.concatenate([p, p[:1]])  # (Ultralytics' converter joins parts so)
+            cut = _there_and_back(closed)
+            p = closed if cut is not None else p
+        if cut is None:
+            out.append(p if len(p) >= 3 else np.concatenate([p, np.repeat(p[-1:], 3 - len(p), axis=0)]))
+            continue
+        k, m = cut  # p[k] -> p[k+1] is the bridge out, p[m-1] -> p[m] the way back
+        stack += [np.concatenate([p[: k + 1], p[m + 1 :]]), p[k + 1 : m - 1]]
+    return [q.reshape(-1).tolist() for q in out if len(q)]
+
+
+def _there_and_back(p: np.ndarray, from_pixels: int = 0) -> tuple[int, int] | None:
+    """The first ``(k, m)`` with the edge ``p[k] -> p[k+1]`` walked back as ``p[m-1] -> p[m]``
+    (with ``from_pixels``, only such an edge at least that many pixels long)."""
+    keys = [tuple(v) for v in p.tolist()]
+    seen: dict[tuple, list[int]] = {}
+    for i, key in enumerate(keys):
+        seen.setdefault(key, []).append(i)
+    for k in range(len(p) - 1):
+        for m in seen[keys[k]]:
+            if m > k + 2 and keys[m - 1] == keys[k + 1] and np.abs(p[k + 1] - p[k]).max() >= from_pixels:
+                return k, m
+    return None
+
+
+def _no_false_bridges(pts: np.ndarray) -> np.ndarray:
+    """A traced outline with every edge it walks there and back (a one-pixel-wide spur or neck of
+    the mask) given one more vertex on its way back, on a pixel of that edge, so that
+    :func:`split_bridges` does not take it for a bridge. Drawn, nothing changes: the vertex is
+    on the edge's own pixels (traced edges run straight or at 45 degrees). An edge between
+    neighbouring pixels has no pixel between them: cut there, no pixel is lost, so it stays."""
+    for _ in range(len(pts)):
+        cut = _there_and_back(pts, from_pixels=2)
+        if cut is None:
+            closed = _there_and_back(np.concatenate([pts, pts[:1]]), from_pixels=2)
+            if closed is None or closed[1] != len(pts):
+                break
+            cut = closed  # the way back is the closing edge: its vertex goes at the end
+        m = cut[1]
+        a, b = pts[m % len(pts)], pts[m - 1]  # the way back runs b -> a
+        pts = np.concatenate([pts[:m], [b + np.sign(a - b)], pts[m:]])
+    return pts
+
+
+def crop_topology(crop: np.ndarray) -> tuple[int, int]:
+    """``(parts, holes)`` of a mask: its 8-connected parts and the background regions they enclose
+    (what a polygon format cannot hold as it is: holes are filled, YOLO joins the parts)."""
+    if crop.size == 0 or not crop.any():
+        return 0, 0
+    padded = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), dtype=np.uint8)
+    padded[1:-1, 1:-1] = crop
+    _, hierarchy = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    parents = hierarchy.reshape(-1, 4)[:, 3]
+    return int(np.count_nonzero(parents < 0)), int(np.count_nonzero(parents >= 0))
 
 
 def mask_to_polygons(mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> list[list[float]]:

@@ -50,13 +50,13 @@ from data import coco, yolo
 from data.annotations import STATUSES, Annotations
 from data.errors import InputError
 from data.images import MAX_FILE_BYTES, is_supported, load_for_import
+from data.import_report import ImportReport, Where
 from data.names import clean_name
 from data.store import ImageRecord, Project
 
 SOURCE = "import"
 EMPTY_AS = ("unlabeled", "good")
 Progress = Callable[[int, int], None]
-Where = tuple[str, str]  # (the file, annotation or line; what happened or why)
 
 
 @dataclass
@@ -71,22 +71,6 @@ class _Labels:
 
 # (height, width) of the image as read -> its labels
 LabelReader = Callable[[int, int], _Labels]
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    imported: int
-    duplicates: tuple[str, ...]  # names whose content was already in the project (or earlier in this import)
-    rejected: tuple[tuple[str, str], ...]  # (name, reason): files and single annotations / label lines
-    annotations_added: int  # labels stored, on new images and merged onto images already stored
-    skipped: tuple[str, ...] = ()  # files of other types found in folders and zips (not images)
-    labels_merged: int = 0  # of annotations_added: labels that landed on an image already stored
-    labels_already_there: int = 0  # labels an image already held (same class, mask IoU >= 0.95): not added
-    notes: tuple[Where, ...] = ()  # what arrived otherwise than the file has it (nothing dropped)
-    background: int = 0  # images the files mark as holding no defect, stored (or marked) ``good``
-    empty_images: int = 0  # COCO images listed without annotations
-    empty_as: str = "unlabeled"  # what those became: "unlabeled", or "good" when asked
-    proposals_added: int = 0  # of annotations_added: ``proposed`` ones (a results file's detections)
 
 
 @dataclass
@@ -105,7 +89,8 @@ class _Plan:
     notes: list[Where] = field(default_factory=list)
     empty_as: str = "unlabeled"
     skip_crowd: bool = False
-    empty_images: int = 0
+    empty_images: list[str] = field(default_factory=list)  # COCO images listed without annotations
+    without_label_file: list[str] = field(default_factory=list)  # YOLO images with no label file at all
     scratch: Path | None = None  # where zips holding labels are unpacked
     cleanup: contextlib.ExitStack | None = None  # removes what was unpacked once the import ends
 
@@ -159,10 +144,19 @@ def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> Im
     if plan.empty_images:
         choice = ("marked good (background), as --empty-as good asked" if plan.empty_as == "good" else
                   "left unlabeled (they may be background or not labelled yet; --empty-as good marks them good)")
-        notes.append(("COCO images without annotations", f"{plan.empty_images} {choice}."))
+        notes.append(("COCO images without annotations",
+                      f"{len(plan.empty_images)} {choice}: {_some(plan.empty_images)}."))
+    if plan.without_label_file:
+        notes.append(("YOLO images without a label file",
+                      f"{len(plan.without_label_file)} left unlabeled (Ultralytics would train on them as background; "
+                      f"an empty label file marks an image good): {_some(plan.without_label_file)}."))
     return ImportReport(tally.imported, tuple(duplicates), tuple(rejected), tally.added, tuple(plan.skipped),
-                        tally.merged, tally.already, tuple(notes), tally.background, plan.empty_images,
+                        tally.merged, tally.already, tuple(notes), tally.background, len(plan.empty_images),
                         plan.empty_as, tally.proposals)
+
+
+def _some(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _add_classes(project: Project, names: list[str], rejected: list[Where], notes: list[Where]) -> dict[str, int]:
@@ -430,12 +424,14 @@ def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
         return found_files
     plan.classes.extend(doc.categories.values())
     plan.rejected.extend(doc.rejected)
+    plan.notes.extend(doc.notes)
     listed = {im["id"] for im in doc.images}
     for image_id, anns in sorted(doc.annotations_by_image.items()):
         if image_id not in listed:
             plan.rejected.extend((f"{path.name} annotation {a.get('id')}",
                                   f"its image_id {image_id} names no image in the file; left out.") for a in anns)
     base = path.parent
+    ours = doc.exported_here  # this app exports only done and good images: one without labels is good
     for im in sorted(doc.images, key=lambda im: str(im["file_name"])):
         file_name = str(im["file_name"])
         anns = doc.annotations_by_image.get(im["id"], [])
@@ -445,8 +441,9 @@ def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
             plan.rejected.append((file_name, f"image file not found for {path.name} (looked in {base}, "
                                              f"{base / 'images'} and the COCO layout around it){lost}."))
             continue
-        background = not anns and plan.empty_as == "good"
-        plan.empty_images += not anns
+        background = not anns and (plan.empty_as == "good" or ours)
+        if not anns and not ours:
+            plan.empty_images.append(file_name)
         plan.items.append(_Planned(file_name, lambda p=found: p,
                                    _coco_labels(f"{path.name}: {file_name}", im, anns, doc.categories,
                                                 background, plan.skip_crowd)))
@@ -517,6 +514,8 @@ def _plan_yolo(path: Path, plan: _Plan) -> None:
             label = image.with_suffix(".txt")  # labelImg saves it beside the image
         used.add(label)
         name = f"{ds.root.name}/{image.relative_to(ds.root).as_posix()}"
+        if not label.is_file():
+            plan.without_label_file.append(name)
         where = label.relative_to(top).as_posix() if label.is_relative_to(top) else label.name
         plan.items.append(_Planned(name, lambda p=image: p, _yolo_labels(where, label, ds.names)))
     label_folders = {p.parent for p in used}

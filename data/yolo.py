@@ -84,7 +84,22 @@ def read_classes_txt(path: Path) -> YoloDataset:
 
 
 def find_data_yaml(folder: Path) -> Path | None:
-    return next((folder / n for n in YAML_NAMES if (folder / n).is_file()), None)
+    """``data.yaml`` (or ``data.yml``, ``dataset.yaml``); else the folder's one other YAML file that has
+    ``names`` (Ultralytics' datasets ship as ``coco8-seg.yaml`` and the like)."""
+    named = next((folder / n for n in YAML_NAMES if (folder / n).is_file()), None)
+    if named is not None:
+        return named
+    others = [p for p in sorted(folder.glob("*.y*ml")) if p.suffix in (".yaml", ".yml") and p.is_file()
+              and not p.is_symlink() and p.stat().st_size < 1 << 20 and _has_names(p)]
+    return others[0] if len(others) == 1 else None
+
+
+def _has_names(path: Path) -> bool:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(doc, dict) and "names" in doc
 
 
 def find_classes_txt(folder: Path) -> Path | None:

@@ -29,6 +29,7 @@ from annotate.segmenters.base import Segmenter
 from data import render
 from data.errors import StudioError
 from data.export import export_project, zip_export
+from data.import_report import markdown as import_markdown
 from data.importers import import_sources
 from data.store import Project
 from train import jobs
@@ -157,6 +158,10 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                         upload = gr.File(label="Images, a zip (a COCO or YOLO dataset zip, e.g. an export, brings its "
                                                "labels), a COCO JSON with its images, or a server folder (--import-dir)",
                                          file_count="multiple")
+                        empty_good = gr.Checkbox(
+                            value=False, label="COCO images without annotations are background (good)",
+                            info="Leave off when the dataset may hold images not labelled yet (CVAT and Label Studio "
+                                 "list those too). YOLO images with an empty label file are background either way.")
                         import_btn = gr.Button("Import uploaded files", variant="primary")
                         dir_btn = gr.Button(f"Import server folder {import_dir}", visible=import_dir is not None)
                         import_report = gr.Markdown()
@@ -257,30 +262,27 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
         project_outputs = [summary, images_df, classes_df, edit_cls, del_cls, move_to, rv_class, al_class, canvas, rev]
 
-        def do_import(files, progress=gr.Progress()):
+        def do_import(files, empty_is_good=False, progress=gr.Progress()):
             if not files:
                 raise gr.Error("Choose files to upload first.")
             paths = [Path(f if isinstance(f, str) else f.name) for f in files]
             with tempfile.TemporaryDirectory(prefix="upload-", dir=project.path("cache")) as tmp:
-                return _import(gather_uploads(paths, Path(tmp)), progress)
+                return _import(gather_uploads(paths, Path(tmp)), empty_is_good, progress)
 
-        def do_import_dir(progress=gr.Progress()):
-            return _import([Path(import_dir)], progress)
+        def do_import_dir(empty_is_good=False, progress=gr.Progress()):
+            return _import([Path(import_dir)], empty_is_good, progress)
 
-        def _import(paths: list[Path], progress) -> str:
+        def _import(paths: list[Path], empty_is_good: bool, progress) -> str:
             try:
-                rep = import_sources(project, paths, progress=lambda d, n: progress((d, n), desc="importing"))
+                rep = import_sources(project, paths, progress=lambda d, n: progress((d, n), desc="importing"),
+                                     empty_as="good" if empty_is_good else "unlabeled")
             except StudioError as err:
                 raise user_error(err) from err
-            lines = [f"Imported **{rep.imported}** images, {rep.annotations_added} annotations; "
-                     f"{len(rep.duplicates)} already in the project (their labels merged: {rep.labels_merged} "
-                     f"added, {rep.labels_already_there} already there); {len(rep.rejected)} rejected."]
-            lines += [f"- rejected `{name}`: {why}" for name, why in rep.rejected[:30]]
-            return "\n".join(lines)
+            return import_markdown(rep)
 
-        import_btn.click(do_import, [upload], [import_report], concurrency_id="batch").then(
+        import_btn.click(do_import, [upload, empty_good], [import_report], concurrency_id="batch").then(
             refresh_project, [token, rev], project_outputs)
-        dir_btn.click(do_import_dir, None, [import_report], concurrency_id="batch").then(
+        dir_btn.click(do_import_dir, [empty_good], [import_report], concurrency_id="batch").then(
             refresh_project, [token, rev], project_outputs)
 
         def open_in_label(t: str, r: int, evt: gr.SelectData):

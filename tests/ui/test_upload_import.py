@@ -127,7 +127,7 @@ def test_uploaded_yolo_zip_with_broken_label_file_imports_the_rest(tmp_path, pro
     before = _counts(project)
     msg = _upload(project, fake, [_as_uploaded(zpath, tmp_path)])
     assert "Imported **2** images, 2 annotations" in msg and "2 rejected" in msg
-    assert "- rejected `batch.zip/images/bad_labels.png labels`: unreadable label file" in msg
+    assert "- rejected `batch.zip/labels/bad_labels.txt`: unreadable label file" in msg
     assert "- rejected `batch.zip/images/truncated.png`:" in msg and "truncated" in msg
     by_name = {r.name: r for r in project.images()}
     counts = project.annotation_counts()
@@ -152,7 +152,7 @@ def test_uploaded_zip_with_coco_json_beside_its_images(tmp_path, project, fake):
     })
     msg = _upload(project, fake, [_as_uploaded(zpath, tmp_path)])
     assert "Imported **3** images, 1 annotations" in msg and "1 rejected" in msg
-    assert "- rejected `b.png annotation 2`:" in msg and "fewer than 3 points" in msg
+    assert "- rejected `_annotations.coco.json: b.png annotation 2`:" in msg and "fewer than 3 points" in msg
     names = {r.name: r.status for r in project.images()}
     assert names["a.png"] == "done" and names["b.png"] == "unlabeled"
     assert names["roboflow.zip/train/extra.png"] == "unlabeled"
