@@ -37,6 +37,7 @@ from data.geometry import (
     crop_to_yolo_polygon,
     crop_topology,
     crop_window,
+    decode_foreign_rle,
     decode_rle,
     encode_rle,
     mask_to_box,
@@ -685,8 +686,8 @@ def _coco_object(obj: Any, categories: Mapping[int, str], height: int, width: in
         raise InputError(f"unknown category id {cat!r} (not in 'categories').")
     status, confidence = "accepted", np.nan
     if "score" in obj:  # a results file: detections to review, not labels
-        if not _finite(obj["score"]):
-            raise InputError(f"score {str(obj['score'])[:40]} is not a finite number.")
+        if not _finite(obj["score"]) or abs(float(obj["score"])) > float(np.finfo(np.float32).max):
+            raise InputError(f"score {str(obj['score'])[:40]} is not a finite number (of 32 bits).")
         status, confidence = "proposed", float(obj["score"])
     data = {**_sources(1, source, status), "name": np.array([categories[cat]], dtype=object)}
     box, box_fault = _coco_bbox(obj.get("bbox"), height, width)
@@ -749,7 +750,7 @@ def _coco_segmentation(seg: Any, height: int, width: int) -> tuple[np.ndarray, i
         if not same:
             raise InputError(f"RLE size {str(size)[:40]} does not match the {width}x{height} image.")
         try:
-            return (*crop_mask(decode_rle(seg)), None)
+            return (*crop_mask(decode_foreign_rle(seg)), None)
         except (ValueError, TypeError, KeyError, UnicodeError, OverflowError) as err:
             raise InputError(f"unreadable RLE ({err}).") from err
     if isinstance(seg, list):

@@ -46,8 +46,8 @@ def read_coco(path: Path) -> CocoFile:
     name = Path(path).name
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        why = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+    except (OSError, UnicodeError, ValueError, RecursionError) as err:  # ValueError: a 5,000-digit number too
+        why = "nested too deeply" if isinstance(err, RecursionError) else str(err)[:200]
         raise InputError(f"{path}: not a readable COCO JSON file ({why}).") from err
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise InputError(f"{path}: not a COCO instances file (no 'images' list).")
@@ -64,6 +64,10 @@ def read_coco(path: Path) -> CocoFile:
     notes: list[tuple[str, str]] = []
     by_image: dict[int, list[dict]] = {}
     anns = doc.get("annotations") or []
+    if not isinstance(anns, list):
+        rejected.append((f"{name} annotations", f"'annotations' must be a list, got {type(anns).__name__}; "
+                                                "no annotation of this file imported."))
+        anns = []
     used = ({a.get("category_id") for a in anns if isinstance(a, dict) and _is_id(a.get("category_id"))}
             if isinstance(anns, list) else set())
     parents = {str(c.get("supercategory")) for c in cats if isinstance(c, dict)}

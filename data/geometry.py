@@ -70,8 +70,15 @@ def stroke_crop(base: tuple[np.ndarray, int, int] | None, height: int, width: in
     with the base crop, not on a full-size canvas; OpenCV rasterises integer points the same
     wherever the canvas starts, so the pixels are those of a full-size drawing.
     """
-    ipts = np.round(np.asarray(points, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
     m = int(np.ceil(radius)) + STROKE_MARGIN
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    reach = FAR * max(height, width, 1)
+    if len(pts) > 1 and (pts.min() < -reach or pts.max() > max(height, width) + reach):
+        # A vertex far outside (a browser may send 1e308): only the part of each segment near the
+        # image can paint, so cut the segments there before any integer conversion.
+        return _far_stroke(base, height, width, pts, radius, paint, m)
+    pts = np.clip(pts, -reach, max(height, width) + reach)  # a lone far point paints nothing either way
+    ipts = np.round(pts).astype(np.int64)
     x0, y0 = int(ipts[:, 0].min()) - m, int(ipts[:, 1].min()) - m
     x1, y1 = int(ipts[:, 0].max()) + m + 1, int(ipts[:, 1].max()) + m + 1
     if base is not None and base[0].size:
@@ -93,6 +100,63 @@ def stroke_crop(base: tuple[np.ndarray, int, int] | None, height: int, width: in
         for p in (local[0], local[-1]):
             cv2.circle(canvas, (int(p[0]), int(p[1])), r, value, -1)
     return crop_tight(canvas.astype(bool), x0, y0)
+
+
+def _far_stroke(base: tuple[np.ndarray, int, int] | None, height: int, width: int, pts: np.ndarray,
+                radius: float, paint: bool, m: int) -> tuple[np.ndarray, int, int]:
+    """:func:`stroke_crop` of a polyline reaching far outside the image: each segment cut to the image
+    grown by the brush's reach ``m`` (nothing beyond can paint), then drawn as the polyline would be."""
+    lo, hi = np.array([-m, -m], np.float64), np.array([width + m, height + m], np.float64)
+    segments = [seg for a, b in zip(pts[:-1], pts[1:], strict=True) if (seg := _clip_segment(a, b, lo, hi))]
+    ends = [p for p in (pts[0], pts[-1]) if (p >= lo).all() and (p <= hi).all()]
+    if not segments and not ends:
+        return base if base is not None else (np.zeros((0, 0), dtype=bool), 0, 0)
+    near = np.array([v for seg in segments for v in seg] + ends, dtype=np.float64).reshape(-1, 2)
+    x0, y0 = (max(0, int(np.floor(v)) - m) for v in near.min(axis=0))
+    x1, y1 = (int(np.ceil(v)) + m + 1 for v in near.max(axis=0))
+    if base is not None and base[0].size:
+        c, cx, cy = base
+        x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + c.shape[1]), max(y1, cy + c.shape[0])
+    x1, y1 = min(x1, width), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return base if base is not None else (np.zeros((0, 0), dtype=bool), 0, 0)
+    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    if base is not None:
+        paste_crop(canvas, base[0], base[1] - x0, base[2] - y0, 1)
+    r, thick, value = int(round(radius)), max(1, int(round(2 * radius))), 1 if paint else 0
+    for a, b in segments:
+        seg = (np.round(np.stack([a, b])) - (x0, y0)).astype(np.int32)
+        cv2.polylines(canvas, [seg.reshape(-1, 1, 2)], False, value, thick)
+    for p in ends:
+        q = np.round(p - (x0, y0)).astype(np.int32)
+        cv2.circle(canvas, (int(q[0]), int(q[1])), r, value, -1)
+    return crop_tight(canvas.astype(bool), x0, y0)
+
+
+def _clip_segment(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The part of the segment ``a -> b`` inside the box ``[lo, hi]``, or None. Each crossing is
+    measured from the end inside that bound (from the far end, 1e308 would swallow the near one)."""
+    a, b = a.astype(np.float64).copy(), b.astype(np.float64).copy()
+    for axis, bound, below in ((0, lo[0], False), (0, hi[0], True), (1, lo[1], False), (1, hi[1], True)):
+        a_in = a[axis] <= bound if below else a[axis] >= bound
+        b_in = b[axis] <= bound if below else b[axis] >= bound
+        if not a_in and not b_in:
+            return None
+        if a_in != b_in:
+            inner, outer = (a, b) if a_in else (b, a)
+            with np.errstate(over="ignore", invalid="ignore"):
+                slope = (outer[1 - axis] - inner[1 - axis]) / (outer[axis] - inner[axis])
+                cross = np.empty(2)
+                cross[axis] = bound
+                cross[1 - axis] = inner[1 - axis] + (bound - inner[axis]) * slope
+            if not np.isfinite(cross).all():
+                return None
+            if a_in:
+                b = cross
+            else:
+                a = cross
+    return a, b
 
 
 def crop_iou(a: np.ndarray, ao: tuple[int, int], b: np.ndarray, bo: tuple[int, int]) -> float:
@@ -152,6 +216,38 @@ def decode_rle(rle: dict) -> np.ndarray:
     elif isinstance(counts, str):
         rle = {"size": [h, w], "counts": counts.encode("ascii")}
     return mask_utils.decode(rle).astype(bool)
+
+
+def decode_foreign_rle(rle: dict) -> np.ndarray:
+    """:func:`decode_rle` of an RLE from a file: its counts are checked first, in Python, because
+    pycocotools trusts them (a NUL in a counts string aborts the process, runs that do not add up to
+    the image read memory they do not own). Raises ValueError naming the fault."""
+    h, w = (int(v) for v in rle["size"])
+    if h < 0 or w < 0 or h * w > MAX_RLE_PIXELS:
+        raise ValueError(f"size {h}x{w} is not an image size")
+    counts = rle.get("counts")
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise ValueError("counts must be non-negative integers")
+        runs = counts
+    elif isinstance(counts, (str, bytes)):
+        text = counts.encode("latin-1") if isinstance(counts, str) else counts
+        if any(not 48 <= ch <= 111 for ch in text):
+            raise ValueError("the counts string holds characters compressed RLE never uses")
+        try:
+            runs = rle_counts(text)
+        except IndexError:
+            raise ValueError("the counts string ends inside a number") from None
+        if any(r < 0 for r in runs):
+            raise ValueError("the counts string decodes to a negative run")
+    else:
+        raise ValueError("counts must be a list of run lengths or a compressed string")
+    if sum(runs) != h * w:
+        raise ValueError(f"its runs cover {sum(runs)} pixels, the {w}x{h} image has {h * w}")
+    return decode_rle({"size": [h, w], "counts": counts if isinstance(counts, list) else text.decode("ascii")})
+
+
+MAX_RLE_PIXELS = 1 << 31  # an RLE larger than this is no image this app stores
 
 
 def crop_to_rle(crop: np.ndarray, x0: int, y0: int, height: int, width: int) -> dict:

@@ -133,7 +133,8 @@ def _mask() -> np.ndarray:
 
 GOOD_POLY = [10, 10, 30, 10, 30, 20, 10, 20]
 RLE = encode_rle(_mask())
-UNCOMPRESSED = {"size": [48, 64], "counts": [480 + 10, 10] + [38, 10] * 19 + [48 * 64 - 490 - 29 * 48 - 10]}
+_RUNS = [480 + 10, 10] + [38, 10] * 19
+UNCOMPRESSED = {"size": [48, 64], "counts": [*_RUNS, 48 * 64 - sum(_RUNS)]}  # runs cover the image exactly
 
 
 @pytest.mark.parametrize(
