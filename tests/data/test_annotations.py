@@ -12,7 +12,7 @@ import pytest
 
 from data.annotations import NO_CLASS, Annotations
 from data.errors import InputError
-from data.geometry import decode_rle, encode_rle, mask_iou, mask_to_box, mask_to_polygons, polygons_to_mask
+from data.geometry import decode_rle, encode_rle, fill_holes, mask_iou, mask_to_box, mask_to_polygons, polygons_to_mask
 from data.store import Project
 
 H, W = 40, 56
@@ -372,3 +372,22 @@ def test_from_masks_takes_a_sequence_without_stacking_and_box_masks_fill_box_onl
         Annotations.from_masks([MASKS[0], np.zeros((3, 3), bool)], 1)
     filled = _mixed().with_box_masks()
     assert filled.has_mask.all() and np.array_equal(filled.full_masks(), _mixed().full_masks())
+
+
+def test_yolo_segment_is_exact_on_a_large_image():
+    """Six decimals of a normalised coordinate are enough at 4000x3000: Ultralytics' polygon2mask
+    (truncation) and this reader both draw back the mask, holes filled."""
+    import cv2
+    from ultralytics.data.utils import polygon2mask
+
+    h, w = 3000, 4000
+    m = np.zeros((h, w), np.uint8)
+    cv2.ellipse(m, (3131, 2207), (611, 157), 33, 0, 360, 1, -1)
+    cv2.circle(m, (3131, 2207), 40, 0, -1)  # a hole
+    m = m.astype(bool)
+    line, = Annotations.from_masks(m[None], 1).to_yolo("yolo-segment", {1: 0})
+    pts = np.array(line.split()[1:], dtype=np.float64).reshape(-1, 2) * (w, h)
+    drawn = polygon2mask((h, w), [pts.reshape(-1)]).astype(bool)
+    back = Annotations.from_yolo([line], ["a"], h, w).full_mask(0)
+    assert np.array_equal(drawn, back)
+    assert np.array_equal(back, fill_holes(m, m.size))

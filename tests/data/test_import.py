@@ -268,9 +268,11 @@ def test_yolo_yaml_path_cannot_leave_its_folder(tmp_path, empty, path_value):
     (outside / "secret.png").write_bytes(png_bytes(random_rgb(30)))
     root = _yolo(tmp_path, ["0 0.5 0.5 0.25 0.5"], False)
     (root / "data.yaml").write_text(f"path: {path_value}\ntrain: images/train\nnames: [chip, stain]\n")
-    import_sources(empty, [root])
+    rep = import_sources(empty, [root])
     assert all("secret" not in im.name for im in empty.images())
     assert {im.name for im in empty.images()} == {"yolo/images/train/a.png", "yolo/images/val/b.png"}
+    (where, what), = [n for n in rep.notes if n[0] == "data.yaml"]  # said, with how to fix it
+    assert f"'path: {path_value}' points outside its folder" in what and "set 'path: .'" in what
 
 
 def test_yolo_symlinked_images_are_not_followed(tmp_path, empty):
