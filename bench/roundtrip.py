@@ -24,7 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from pycocotools.coco import COCO
 
 from data.annotations import Annotations
 from data.errors import InputError
@@ -102,8 +104,6 @@ def _export_images(root: Path) -> dict[str, str]:
 
 def _read_coco(root: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
     """sha prefix -> [(mask pycocotools draws, the file's area)] in file order."""
-    from pycocotools.coco import COCO
-
     out: dict[str, list[tuple[np.ndarray, float]]] = {}
     for path in sorted((root / "annotations").glob("instances_*.json")):
         with contextlib.redirect_stdout(io.StringIO()):
@@ -117,7 +117,6 @@ def _read_coco(root: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
 
 def _read_yolo(root: Path) -> dict[str, list[tuple[np.ndarray, float]]]:
     """sha prefix -> [(mask Ultralytics' polygon2mask draws, its pixel count)] in line order."""
-    import cv2
     from ultralytics.data.utils import polygon2mask
 
     out: dict[str, list[tuple[np.ndarray, float]]] = {}

@@ -142,7 +142,7 @@ def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> Im
         if progress:
             progress(done, len(plan.items))
     if plan.empty_images:
-        choice = ("marked good (background), as --empty-as good asked" if plan.empty_as == "good" else
+        choice = ("marked good (background), as asked (--empty-as good)" if plan.empty_as == "good" else
                   "left unlabeled (they may be background or not labelled yet; --empty-as good marks them good)")
         notes.append(("COCO images without annotations",
                       f"{len(plan.empty_images)} {choice}: {_some(plan.empty_images)}."))
@@ -150,6 +150,7 @@ def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> Im
         notes.append(("YOLO images without a label file",
                       f"{len(plan.without_label_file)} left unlabeled (Ultralytics would train on them as background; "
                       f"an empty label file marks an image good): {_some(plan.without_label_file)}."))
+    notes = list(dict.fromkeys(notes))  # the same note of two files of one name (Roboflow's splits) once
     return ImportReport(tally.imported, tuple(duplicates), tuple(rejected), tally.added, tuple(plan.skipped),
                         tally.merged, tally.already, tuple(notes), tally.background, len(plan.empty_images),
                         plan.empty_as, tally.proposals)
