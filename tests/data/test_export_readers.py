@@ -273,23 +273,14 @@ def test_supervision_from_coco(exports, kind, rle):
     the outline's pixels, so a polygon on pixel edges reads as the mask (holes filled) grown by
     at most one pixel to the right and below: never less, never more."""
     ex = exports(kind, "coco", rle)
-    backgrounds = masks = 0
+    counts, masks = {"backgrounds": 0}, 0
     for s in ex.splits:
         ds = sv.DetectionDataset.from_coco(
             images_directory_path=str(ex.root / "images" / s),
             annotations_path=str(ex.root / "annotations" / f"instances_{s}.json"),
             force_masks=True,
         )
-        expected = ex.split(s)
-        assert ds.classes == ex.class_names
-        assert len(ds) == len(expected)
-        assert sorted(Path(p).name for p in ds.image_paths) == sorted(expected)
-        for path in ds.image_paths:
-            exp, det = expected[Path(path).name], ds.annotations[path]
-            assert len(det) == len(exp.classes)
-            if not len(det):
-                backgrounds += exp.background
-                continue
+        for exp, det in _read_by_supervision(ds, ex, s, counts):
             order = _match(exp, det.class_id, det.xyxy, tol=1e-3)
             assert det.mask is not None and det.mask.shape == (len(det), exp.height, exp.width)
             for k, i in enumerate(order):
@@ -304,8 +295,24 @@ def test_supervision_from_coco(exports, kind, rle):
                     grown[1:, 1:] |= want[:-1, :-1]
                     assert (got >= want).all() and (got <= grown).all(), (exp.name, k)
                 masks += 1
-    assert backgrounds == sum(e.background for e in ex.images.values()) > 0
+    assert counts["backgrounds"] == sum(e.background for e in ex.images.values()) > 0
     assert masks
+
+
+def _read_by_supervision(ds, ex, split: str, counts: dict):
+    """(what the project exported, what supervision read) per image of ``split`` that has detections;
+    images, classes and counts checked on the way, backgrounds counted in ``counts``."""
+    expected = ex.split(split)
+    assert ds.classes == ex.class_names
+    assert len(ds) == len(expected)
+    assert sorted(Path(p).name for p in ds.image_paths) == sorted(expected)
+    for path in ds.image_paths:
+        exp, det = expected[Path(path).name], ds.annotations[path]
+        assert len(det) == len(exp.classes)
+        if not len(det):
+            counts["backgrounds"] += exp.background
+            continue
+        yield exp, det
 
 
 @pytest.mark.parametrize("fmt", ["yolo-detect", "yolo-segment"], ids=["detect", "segment"])
@@ -319,7 +326,7 @@ def test_supervision_from_yolo(exports, kind, fmt):
     Ultralytics but land a pixel out for supervision wherever they round up; ``x + 0.25`` is exact
     for both."""
     ex = exports(kind, fmt)
-    low, checked, backgrounds = [], 0, 0
+    low, checked, counts = [], 0, {"backgrounds": 0}
     for s in ex.splits:
         ds = sv.DetectionDataset.from_yolo(
             images_directory_path=str(ex.root / "images" / s),
@@ -327,16 +334,7 @@ def test_supervision_from_yolo(exports, kind, fmt):
             data_yaml_path=str(ex.root / "data.yaml"),
             force_masks=True,
         )
-        expected = ex.split(s)
-        assert ds.classes == ex.class_names
-        assert len(ds) == len(expected)
-        assert sorted(Path(p).name for p in ds.image_paths) == sorted(expected)
-        for path in ds.image_paths:
-            exp, det = expected[Path(path).name], ds.annotations[path]
-            assert len(det) == len(exp.classes)
-            if not len(det):
-                backgrounds += exp.background
-                continue
+        for exp, det in _read_by_supervision(ds, ex, s, counts):
             # detect: 6 decimals of the image size; segment: the extremes of the outline, within the edge pixels
             order = _match(exp, det.class_id, det.xyxy, tol=0.01 if fmt == "yolo-detect" else 1.0)
             if fmt == "yolo-detect":
@@ -348,7 +346,7 @@ def test_supervision_from_yolo(exports, kind, fmt):
                     iou = _iou(det.mask[k], want)
                     if iou < 0.99:
                         low.append((exp.name, i, int(want.sum()), round(iou, 4)))
-    assert backgrounds == sum(e.background for e in ex.images.values()) > 0
+    assert counts["backgrounds"] == sum(e.background for e in ex.images.values()) > 0
     assert checked or fmt == "yolo-detect"
     assert not low, f"(image, instance, pixels, IoU) below 0.99: {low}"
 
