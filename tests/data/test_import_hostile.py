@@ -90,3 +90,18 @@ def test_an_image_without_an_integer_id_is_named(tmp_path):
     text = '{"images": [{"id": "x", "file_name": "a.png"}], "categories": [], "annotations": []}'
     report = import_sources(Project.create(tmp_path / "proj"), [_write(tmp_path, text)])
     assert ("ann.json image #1", "needs an integer 'id' and a 'file_name'; left out.") in report.rejected
+
+
+def test_width_and_height_given_as_numeric_strings_are_numbers(tmp_path):
+    images = '[{"id": 1, "file_name": "a.png", "width": "64", "height": "48"}]'
+    text = f'{{"images": {images}, "categories": {CATEGORIES}, "annotations": [{GOOD}]}}'
+    report = import_sources(Project.create(tmp_path / "proj"), [_write(tmp_path, text)])
+    assert report.imported == 1 and report.annotations_added == 1 and not report.rejected
+
+
+def test_numeric_strings_that_disagree_with_the_image_are_named(tmp_path):
+    images = '[{"id": 1, "file_name": "a.png", "width": "65", "height": "48"}]'
+    text = f'{{"images": {images}, "categories": {CATEGORIES}, "annotations": [{GOOD}]}}'
+    report = import_sources(Project.create(tmp_path / "proj"), [_write(tmp_path, text)])
+    assert report.annotations_added == 0
+    assert any("COCO says 65x48 but the image is 64x48" in why for _, why in report.rejected), report.rejected
