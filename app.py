@@ -24,6 +24,7 @@ COMMANDS = {
     "import": "data.cli:cmd_import",
     "export": "data.cli:cmd_export",
     "stats": "data.cli:cmd_stats",
+    "mark-done": "data.cli:cmd_mark_done",
     "models": "train.cli:cmd_models",
     "autolabel": "annotate.proposers.cli:cmd_autolabel",
     "train": "train.cli:cmd_train",
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-proposed", action="store_true", help="also export proposals not yet reviewed")
     _json(p)
 
+    p = sub.add_parser("mark-done", help="mark done the images with accepted labels and no proposal left to review")
+    _project(p)
+    _json(p)
+
     p = sub.add_parser("stats", help="images, classes and annotations by class and status")
     _project(p)
     _json(p)
@@ -113,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autolabel", help="propose labels for many images, for review")
     _project(p)
     p.add_argument("--proposer", required=True, metavar="NAME", help="yoloworld[-s|-m|-l|-x], anomaly, or run:ID")
-    p.add_argument("--select", choices=("unlabeled", "all"), default="unlabeled")
+    p.add_argument("--select", choices=("unlabeled", "all"), default="unlabeled",
+                   help="images not yet done (default), or done ones too ('all'; good images never get proposals)")
     p.add_argument("--min-score", type=float, default=None, metavar="S", help="drop proposals scoring below S")
     p.add_argument("--class", dest="class_name", default=None, metavar="NAME",
                    help="class given to proposals of class-agnostic proposers (anomaly)")
@@ -185,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-min", type=float, default=15.0, metavar="MIN")
     p.add_argument("--imgsz", type=int, default=None, help="image size (default: the bench's tuned choice)")
     p.add_argument("--overhead", action="store_true", help="seconds per epoch through the app vs bare Ultralytics")
+    p.add_argument("--threads-compare", action="store_true",
+                   help="seconds per epoch with one CPU thread and with every core, taking turns")
     _seed(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     _json(p)
@@ -223,8 +231,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", choices=("detect", "segment"), default="segment")
     p.add_argument("--model", default=None, metavar="NAME", help="e.g. yolov8n-seg, yolo11s, or a .pt/.yaml path")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="at most this many epochs (default: 300)")
+    p.add_argument("--time-min", type=float, default=None, metavar="MIN",
+                   help="time budget in minutes; 0: epochs only (default: 15)")
     p.add_argument("--imgsz", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads; 0: every core (default)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--patience", type=int, default=None)
     p.add_argument("--preset", default=None, help="augmentation preset (default: defects)")

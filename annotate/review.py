@@ -3,9 +3,10 @@
 The rules, each one transaction:
 - Only ``proposed`` annotations are accepted or rejected by a review action; an accepted
   annotation is never overwritten or flipped by one (the user edits it explicitly instead).
-- No duplicates: a proposal that overlaps an accepted annotation of the same class at IoU
-  above 0.5 is never added (:func:`duplicate_mask`) and, if one slipped in before the
-  accepted one existed, accepting it rejects it instead.
+- A proposal never covers an accepted annotation, of any class: one that overlaps an accepted
+  annotation at IoU above 0.5 is never added (:func:`duplicate_mask`; the user's decision on that
+  spot stands) and, if one slipped in before the accepted one existed, accepting it rejects it
+  instead.
 - A rejected proposal is not proposed again by the same source (same class, IoU above 0.5).
 - Refining replaces the mask (and box); the source becomes the tool that drew it
   (``manual`` or the segmenter's registry name) and the annotation is accepted.
@@ -48,8 +49,8 @@ def _iou_matrix(a: Annotations, b: Annotations) -> np.ndarray:
 def duplicate_mask(new: Annotations, existing: Annotations) -> np.ndarray:
     """Which of ``new`` (proposals) must not be added given what the image already holds.
 
-    Dropped: overlapping an accepted annotation of the same class (any source), or a
-    proposed or rejected one of the same class from the same source, at IoU above 0.5.
+    Dropped: overlapping an accepted annotation of any class (any source), or a proposed or
+    rejected one of the same class from the same source, at IoU above 0.5.
     """
     drop = np.zeros(len(new), dtype=bool)
     if len(new) == 0 or len(existing) == 0:
@@ -58,7 +59,7 @@ def duplicate_mask(new: Annotations, existing: Annotations) -> np.ndarray:
     same_class = new.class_id[:, None] == existing.class_id[None, :]
     accepted = (existing.status == "accepted")[None, :]
     same_source = new.source[:, None] == existing.source[None, :]
-    blocks = same_class & (accepted | same_source) & (iou > DUPLICATE_IOU)
+    blocks = (accepted | (same_class & same_source)) & (iou > DUPLICATE_IOU)
     return blocks.any(1)
 
 
@@ -68,7 +69,7 @@ def _load(project, annotation_ids: list[int]) -> list[tuple[int, Annotations]]:
 
 
 def accept(project, annotation_ids: list[int]) -> ReviewResult:
-    """Accept proposals; one that duplicates an accepted annotation is rejected instead."""
+    """Accept proposals; one that covers an accepted annotation (any class) is rejected instead."""
     changed = dropped = skipped = 0
     with project.transaction():
         for image_id, ann in _load(project, annotation_ids):
@@ -88,8 +89,7 @@ def accept(project, annotation_ids: list[int]) -> ReviewResult:
 def _overlaps_accepted(ann: Annotations, accepted: Annotations) -> bool:
     if not len(accepted):
         return False
-    iou = _iou_matrix(ann, accepted)[0]
-    return bool(((accepted.class_id == ann.class_id[0]) & (iou > DUPLICATE_IOU)).any())
+    return bool((_iou_matrix(ann, accepted)[0] > DUPLICATE_IOU).any())
 
 
 def reject(project, annotation_ids: list[int]) -> ReviewResult:

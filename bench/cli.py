@@ -77,7 +77,10 @@ def cmd_bench_import(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    report = train.run_overhead(args) if getattr(args, "overhead", False) else train.run_bench(args)
+    if getattr(args, "threads_compare", False):
+        report = train.run_threads(args)
+    else:
+        report = train.run_overhead(args) if getattr(args, "overhead", False) else train.run_bench(args)
     print(train.format_report(report))
     write_json(report, getattr(args, "json", None))
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -122,7 +123,42 @@ def evaluate(project: Project, run_id: str, test_dir: Path, device: str = "auto"
     return out
 
 
+# -------------------------------------------------------------------- threads
+def run_threads(args: argparse.Namespace, epochs: int = 3, rounds: int = 2) -> dict[str, Any]:
+    """Seconds per epoch through the app with one thread (Ultralytics' own choice on 2 cores) and
+    with every core, the two taking turns, ``rounds`` runs each; the same dataset snapshot."""
+    seed = int(getattr(args, "seed", 0) or 0)
+    imgsz = int(getattr(args, "imgsz", None) or BENCH_IMGSZ)
+    cores = max(1, os.cpu_count() or 1)
+    root = Path(tempfile.mkdtemp(prefix="defect-studio-bench-threads-"))
+    try:
+        project, _ = _sample_project(root, int(getattr(args, "n_train", 80)), seed)
+        export = export_project(project, "yolo-segment", root / "export", val_fraction=0.2, seed=seed).out_path
+        per_epoch: dict[int, list[float]] = {1: [], cores: []}
+        for k in range(rounds):
+            for threads in ((1, cores) if k % 2 == 0 else (cores, 1)):
+                settings = TrainSettings(task="segment", model="yolov8n-seg.yaml", epochs=epochs, imgsz=imgsz,
+                                         batch=8, device="cpu", patience=0, seed=seed, preset="defects", workers=2,
+                                         weights_dir=str(root / "no-weights"), threads=threads)
+                run_id = jobs.submit(project, settings, dataset=export)
+                while not jobs.get(project, run_id).finished:
+                    time.sleep(0.5)
+                    jobs.refresh(project)
+                rec = jobs.get(project, run_id)
+                if rec.status != "succeeded":
+                    raise RuntimeError(f"threads run {rec.status}: {rec.reason}")
+                per_epoch[threads].append(_seconds_per_epoch(rec.run_dir / "train" / "results.csv"))
+        one, every = statistics.median(per_epoch[1]), statistics.median(per_epoch[cores])
+        return {"bench": "train-threads", "epochs": epochs, "imgsz": imgsz, "n_train": int(args.n_train),
+                "cores": cores, "s_per_epoch_1_thread": [round(v, 2) for v in per_epoch[1]],
+                f"s_per_epoch_{cores}_threads": [round(v, 2) for v in per_epoch[cores]],
+                "median_1": round(one, 2), "median_all": round(every, 2), "speedup": round(one / every, 3)}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 # -------------------------------------------------------------------- overhead
+BARE_THREADS = 1  # bare Ultralytics on 2 cores trains with one thread: the app matches it here
 def run_overhead(args: argparse.Namespace, epochs: int = 3) -> dict[str, Any]:
     seed = int(getattr(args, "seed", 0) or 0)
     imgsz = int(getattr(args, "imgsz", None) or 320)
@@ -132,7 +168,7 @@ def run_overhead(args: argparse.Namespace, epochs: int = 3) -> dict[str, Any]:
         export = export_project(project, "yolo-segment", root / "export", val_fraction=0.2, seed=seed).out_path
         settings = TrainSettings(task="segment", model="yolov8n-seg.yaml", epochs=epochs, imgsz=imgsz, batch=8,
                                  device="cpu", patience=0, seed=seed, preset="defects", workers=2,
-                                 weights_dir=str(root / "no-weights"))
+                                 weights_dir=str(root / "no-weights"), threads=BARE_THREADS)
         t = time.time()
         run_id = jobs.submit(project, settings, dataset=export)
         while not jobs.get(project, run_id).finished:
@@ -209,6 +245,11 @@ def _seconds_per_epoch(results_csv: Path) -> float:
 
 
 def format_report(r: dict[str, Any]) -> str:
+    if r.get("bench") == "train-threads":
+        every = r[f"s_per_epoch_{r['cores']}_threads"]
+        return (f"seconds per epoch over {r['epochs']} epochs at {r['imgsz']} px, {r['n_train']} images: "
+                f"1 thread {r['s_per_epoch_1_thread']} (median {r['median_1']}), {r['cores']} threads {every} "
+                f"(median {r['median_all']}); speed-up {r['speedup']}x")
     if r.get("bench") == "train-overhead":
         return (f"seconds per epoch over {r['epochs']} epochs at {r['imgsz']} px: app {r['app_s_per_epoch']}, "
                 f"bare Ultralytics {r['bare_s_per_epoch']}, ratio {r['ratio']} (target <= 1.1); "

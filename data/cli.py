@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.export import export_project
+from data.export import export_project, not_done_message
 from data.import_report import summary
 from data.importers import import_sources
 from data.jsonout import write_json
@@ -78,6 +78,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                              zip=args.zip, rle=args.rle, include_proposed=args.include_proposed, progress=progress)
     print(f"exported {sum(res.n_images.values())} images (train {res.n_images['train']}, val {res.n_images['val']}), "
           f"{res.n_annotations} annotations, classes {', '.join(res.class_names)} to {res.out_path}")
+    left = not_done_message(*res.not_done, f"`python app.py mark-done --project {args.project}` marks those whose "
+                            "proposals are all reviewed as done.")
+    if left:
+        print(left)
     if res.holes_filled:
         print(f"{res.holes_filled} masks had holes, filled: polygons cannot hold them (--rle keeps them)"
               if args.format == "coco" else f"{res.holes_filled} masks had holes, filled: polygons cannot hold them")
@@ -88,7 +92,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     write_json({"out_path": str(res.out_path), "n_images": res.n_images,
                 "n_annotations": res.n_annotations, "class_names": list(res.class_names),
                 "content_hash": res.content_hash, "format": args.format,
-                "holes_filled": res.holes_filled, "multi_part": res.multi_part}, getattr(args, "json", None))
+                "holes_filled": res.holes_filled, "multi_part": res.multi_part,
+                "not_done": {"images": res.not_done[0], "accepted_annotations": res.not_done[1]}}, getattr(args, "json", None))
+    return 0
+
+
+# ------------------------------------------------------------------ mark-done
+def cmd_mark_done(args: argparse.Namespace) -> int:
+    """Mark done the images that hold accepted annotations and no unreviewed proposals."""
+    project = Project(args.project)
+    marked, waiting = project.mark_labeled_done()
+    print(f"marked {marked} images done" + (f"; {waiting} still have proposals to review (Review screen, or "
+                                             f"`python app.py autolabel` to re-run)" if waiting else ""))
+    write_json({"marked": marked, "waiting_for_review": waiting}, getattr(args, "json", None))
     return 0
 
 

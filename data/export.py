@@ -56,6 +56,7 @@ class ExportResult:
     content_hash: str  # sha256 over label files and image hashes: identifies the dataset snapshot
     holes_filled: int = 0  # polygon formats: masks whose holes the polygons fill (--rle keeps them)
     multi_part: int = 0  # polygon formats: masks in several parts (COCO: one polygon each; YOLO: joined)
+    not_done: tuple[int, int] = (0, 0)  # (images, accepted annotations) left out: on images not marked done
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,19 @@ def _export(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     counts = {"train": sum(1 for v in split.values() if v == "train"), "val": sum(1 for v in split.values() if v == "val")}
-    return ExportResult(out, counts, n_ann, class_names, content_hash, *losses)
+    waiting = project.labels_not_done()
+    not_done = (len(waiting), sum(n for _, n, _ in waiting))
+    return ExportResult(out, counts, n_ann, class_names, content_hash, *losses, not_done)
+
+
+def not_done_message(images: int, annotations: int, how: str) -> str:
+    """What was left out because its images are not marked done, and ``how`` to mark them (a
+    command or a button); empty when nothing was."""
+    if not annotations:
+        return ""
+    return (f"{annotations} accepted annotation{'s' * (annotations > 1)} on {images} image{'s' * (images > 1)} "
+            f"not marked done {'were' if annotations > 1 else 'was'} left out (only done and good images "
+            f"export and train). {how}")
 
 
 def _items(project: Project, statuses: tuple[str, ...]) -> list[_Item]:

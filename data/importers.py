@@ -267,8 +267,9 @@ def _merge_labels(project: Project, rec: ImageRecord, labels: Annotations,
         new = labels.filter(~same)
         if len(new):
             project.add_annotations(rec.id, new)
-            if project.image(rec.id).status == "unlabeled" and np.any(new.status == "accepted"):
-                project.set_image_status(rec.id, "done")
+            if (project.image(rec.id).status == "unlabeled" and np.any(new.status == "accepted")
+                    and not len(project.annotations(rec, statuses=("proposed",), with_masks=False))):
+                project.set_image_status(rec.id, "done")  # (with proposals to review it stays unlabeled)
     return len(new), int(same.sum()), 0, int(np.count_nonzero(new.status == "proposed"))
 
 

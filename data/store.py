@@ -496,14 +496,51 @@ class Project:
 
     def set_image_status(self, image_id: int, status: ImageStatus) -> None:
         """Mark an image (``good``: defect-free; accepting a defect on it later un-marks it,
-        :meth:`_unmark_good`)."""
+        :meth:`_unmark_good`).
+
+        What is trained and exported can never surprise: an image with unreviewed proposals is
+        not marked ``done`` or ``good`` (they would be silent false negatives), and one with
+        accepted defects is not ``good``. Each refusal says what to do instead."""
         if status not in IMAGE_STATUSES:
             raise InputError(f"image status must be one of {', '.join(IMAGE_STATUSES)}, not '{status}'.")
         with self.transaction() as db:
-            if not db.execute(
-                "UPDATE images SET status=?, updated_at=? WHERE id=?", (status, time.time(), int(image_id))
-            ).rowcount:
+            row = db.execute("SELECT name FROM images WHERE id=?", (int(image_id),)).fetchone()
+            if row is None:
                 raise NotFoundError(f"image id {image_id} does not exist in this project.")
+            if status in ("done", "good"):
+                counts = dict(db.execute("SELECT status, COUNT(*) FROM annotations WHERE image_id=? "
+                                         "AND status IN ('proposed', 'accepted') GROUP BY status",
+                                         (int(image_id),)).fetchall())
+                if counts.get("proposed"):
+                    n = counts["proposed"]
+                    raise InputError(f"'{row[0]}' has {n} unreviewed proposal{'s' * (n > 1)}: accept or reject "
+                                     f"{'them' if n > 1 else 'it'} before marking the image {status}.")
+                if status == "good" and counts.get("accepted"):
+                    raise InputError(f"'{row[0]}' has accepted defects, so it cannot be marked good; "
+                                     f"delete them first (or mark it done).")
+            db.execute("UPDATE images SET status=?, updated_at=? WHERE id=?", (status, time.time(), int(image_id)))
+
+    def labels_not_done(self) -> list[tuple[int, int, int]]:
+        """``(image id, accepted annotations, unreviewed proposals)`` of every ``unlabeled`` image that
+        holds accepted annotations: labels that neither export nor train until the image is done."""
+        rows = self._connection().execute(
+            "SELECT i.id, SUM(a.status='accepted'), SUM(a.status='proposed') FROM images i "
+            "JOIN annotations a ON a.image_id=i.id WHERE i.status='unlabeled' GROUP BY i.id "
+            "HAVING SUM(a.status='accepted') > 0 ORDER BY i.id").fetchall()
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def mark_labeled_done(self) -> tuple[int, int]:
+        """Mark ``done`` every image of :meth:`labels_not_done` whose proposals are all reviewed;
+        ``(images marked, images left for their proposals)``."""
+        marked = waiting = 0
+        with self.transaction():
+            for image_id, _, proposed in self.labels_not_done():
+                if proposed:
+                    waiting += 1
+                else:
+                    self.set_image_status(image_id, "done")
+                    marked += 1
+        return marked, waiting
 
     def delete_image(self, image_id: int) -> None:
         rec = self.image(image_id)

@@ -20,11 +20,12 @@ from annotate.proposers.registry import proposer_statuses
 from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
 from data.coco import image_to_coco, write_results
 from data.errors import InputError, StudioError
+from data.export import not_done_message
 from data.jsonout import write_json
 from data.store import Project
 from runtime.status import format_table
-from train import jobs, predict, runs
-from train.models import TrainSettings, base_model_statuses
+from train import advice, jobs, predict, runs
+from train.models import TrainSettings, base_model_statuses, validate_settings
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -36,10 +37,12 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     model = getattr(args, "model", None) or ("yolov8n-seg" if task == "segment" else "yolov8n")
     fields: dict[str, Any] = {"task": task, "model": model}
     for name in ("epochs", "imgsz", "batch", "device", "patience", "seed", "preset", "val_fraction", "workers",
-                 "weights_dir"):
+                 "weights_dir", "threads"):
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
+    if getattr(args, "time_min", None) is not None:
+        fields["time_hours"] = float(args.time_min) / 60 or None  # 0: no time budget
     if fields.get("weights_dir") is not None:
         fields["weights_dir"] = str(fields["weights_dir"])
     return TrainSettings(**{**base.to_json(), **fields})
@@ -48,7 +51,14 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 def cmd_train(args: argparse.Namespace) -> int:
     """Queue a run, start it, and follow it in the foreground (Ctrl-C cancels it)."""
     project = Project(args.project)
-    settings = settings_from_args(args)
+    settings = validate_settings(settings_from_args(args))
+    left = not_done_message(len(w := project.labels_not_done()), sum(n for _, n, _ in w),
+                            f"`python app.py mark-done --project {args.project}` marks them done.")
+    if left:
+        print(f"NOTE: {left}", flush=True)
+    for a in advice.check(project, settings):
+        fix = f" Try: {advice.flags(a.change)}" if a.change else ""
+        print(f"WARNING: {a.problem}{fix}", flush=True)
     run_id = jobs.submit(project, settings)
     print(f"run {run_id}", flush=True)
     rec = follow(project, run_id)

@@ -20,7 +20,7 @@ from typing import Any
 from data import run_registry
 from data.errors import InputError, ModelUnavailableError
 from data.store import Project
-from train import jobs
+from train import advice, jobs
 from train.jobs import RunRecord
 
 # Ultralytics metric keys -> short names shown in tables and plots.
@@ -103,6 +103,7 @@ def compare(project: Project) -> list[dict[str, Any]]:
             "wall_s": round(rec.wall_s, 1),
             "reason": rec.reason,
             "notice": rec.notice,
+            "learned": advice.learned(final) if rec.status == "succeeded" else None,
         })
     return rows
 

@@ -27,7 +27,7 @@ from data.store import ClassRecord, Project
 from runtime.weights import resolve_device
 from train import jobs
 from train.jobs import RunRecord
-from train.models import resolve_base_model, ultralytics_args
+from train.models import resolve_base_model, training_threads, ultralytics_args
 
 
 class _Cancelled(Exception):
@@ -157,12 +157,25 @@ def ultralytics_device(name: str) -> str:
     return "0" if dev == "cuda" else dev.replace("cuda:", "")
 
 
+def _use_threads(n: int) -> None:
+    """Train with ``n`` CPU threads. Ultralytics fixes ``NUM_THREADS`` at ``cpu_count - 1`` and sets
+    torch's intra-op threads to it when it picks the device: on a 2-core laptop, one core idle."""
+    import torch
+    import ultralytics.utils
+    import ultralytics.utils.torch_utils
+
+    ultralytics.utils.NUM_THREADS = n
+    ultralytics.utils.torch_utils.NUM_THREADS = n
+    torch.set_num_threads(n)
+
+
 def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dict[str, Any]:
     from ultralytics import YOLO
 
     s = rec.settings
+    _use_threads(training_threads(s))
     device = ultralytics_device(s.device)
-    progress = _Progress(project, rec.id, flag)
+    progress = _Progress(project, rec.id, flag, max_epochs=int(s.epochs))
     last = jobs.last_checkpoint(rec)
     if rec.resume:
         jobs.update(project, rec.id, phase="training")
@@ -204,14 +217,16 @@ def _add_callbacks(model: Any, progress: _Progress) -> None:
     model.add_callback("on_train_epoch_start", progress.on_train_epoch_start)
     model.add_callback("on_train_batch_end", progress.on_train_batch_end)
     model.add_callback("on_train_epoch_end", progress.on_train_epoch_end)
+    model.add_callback("on_fit_epoch_end", progress.cap_epochs)  # before the metrics: they show the capped total
     model.add_callback("on_fit_epoch_end", progress.on_fit_epoch_end)
 
 
 class _Progress:
     """Ultralytics callbacks: cancel checks every batch, progress at most once a second, metrics every epoch."""
 
-    def __init__(self, project: Project, run_id: str, flag: Path) -> None:
+    def __init__(self, project: Project, run_id: str, flag: Path, max_epochs: int | None = None) -> None:
         self.project, self.run_id, self.flag = project, run_id, flag
+        self.max_epochs = max_epochs  # with a time budget: stop at it or at this many epochs, whichever first
         self.batch = 0
         self.t_train = self.t_epoch = time.time()
         self.last_write = 0.0
@@ -241,6 +256,16 @@ class _Progress:
         self.trained_epoch = int(trainer.epoch)
         self._check_cancel()
         jobs.update(self.project, self.run_id, phase="validating")
+
+    def cap_epochs(self, trainer: Any) -> None:
+        """With a time budget Ultralytics re-plans the epochs to fill it (it just did, for this epoch's
+        pace); the run still ends at ``max_epochs`` if those come first, its schedule fitted to them."""
+        if not self.max_epochs or not getattr(trainer.args, "time", None) or int(trainer.epochs) <= self.max_epochs:
+            return
+        trainer.epochs = trainer.args.epochs = self.max_epochs
+        trainer._setup_scheduler()
+        trainer.scheduler.last_epoch = trainer.epoch
+        trainer.stop = trainer.stop or int(trainer.epoch) + 1 >= self.max_epochs
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         if int(trainer.epoch) != self.trained_epoch:

@@ -28,7 +28,7 @@ from annotate.proposers.registry import create_proposer, proposer_names
 from annotate.segmenters.base import Segmenter
 from data import render
 from data.errors import StudioError
-from data.export import export_project, zip_export
+from data.export import export_project, not_done_message, zip_export
 from data.import_report import markdown as import_markdown
 from data.importers import import_sources
 from data.store import Project
@@ -38,7 +38,7 @@ from ui.errors import user_error
 from ui.label_api import LabelService
 from ui.label_component import label_canvas, page_value
 from ui.predict_tab import build_predict_tab
-from ui.train_tab import build_train_tab
+from ui.train_tab import build_train_tab, mark_done
 
 TITLE = "Defect Studio"
 MAX_FILE_SIZE = "512mb"
@@ -133,6 +133,22 @@ def gather_uploads(paths: list[Path], dest: Path) -> list[Path]:
     return jsons + [p for p in copied if p.suffix.lower() != ".json" and p.name not in named]
 
 
+def export_markdown(res) -> str:
+    """The Export screen's report: counts, what polygons changed, what was left out and how to add it."""
+    n = res.n_images
+    lines = [f"Exported {n.get('train', 0)} train + {n.get('val', 0)} val images, {res.n_annotations} annotations, "
+             f"classes {', '.join(res.class_names)}.", f"Folder: `{res.out_path}`",
+             f"Dataset hash `{res.content_hash[:16]}`"]
+    if res.holes_filled or res.multi_part:
+        lines.append(f"{res.holes_filled} masks had holes, filled (polygons cannot hold them; RLE keeps them); "
+                     f"{res.multi_part} masks are in several parts.")
+    left = not_done_message(*res.not_done, "**Mark labelled images done** adds those whose proposals are all "
+                            "reviewed; then export again.")
+    if left:
+        lines.append(f"⚠️ {left}")
+    return "\n\n".join(lines)
+
+
 def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = None,
               import_dir: str | Path | None = None, service: LabelService | None = None) -> gr.Blocks:
     register_run_proposer()  # the server may be built without app.py (tests, notebooks)
@@ -214,7 +230,9 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 gr.Markdown("### Auto-label a batch")
                 with gr.Row():
                     al_proposer = gr.Dropdown(label="Proposer", choices=_proposer_choices(project), value="anomaly")
-                    al_select = gr.Radio(["unlabeled", "all"], value="unlabeled", label="Images")
+                    al_select = gr.Radio([("not yet done (unlabeled)", "unlabeled"), ("done ones too", "all")],
+                                         value="unlabeled", label="Images",
+                                         info="good images never get proposals; none covers an accepted label")
                     al_min = gr.Slider(0, 1, value=0.5, step=0.01, label="Minimum score")
                     al_class = gr.Dropdown(label="Class for anomaly proposals (empty: nearest by appearance)",
                                            choices=class_choices(project), value=None)
@@ -232,7 +250,9 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                     ex_rle = gr.Checkbox(label="COCO masks as RLE (keeps holes)")
                     ex_prop = gr.Checkbox(label="Include proposals (not yet reviewed)")
                 gr.Markdown("Only images marked **done** or **good** are exported (good ones as background images).")
-                ex_btn = gr.Button("Export", variant="primary")
+                with gr.Row():
+                    ex_btn = gr.Button("Export", variant="primary")
+                    ex_done_btn = gr.Button("Mark labelled images done")
                 ex_msg = gr.Markdown()
                 ex_file = gr.File(label="Download (zip)")
 
@@ -462,14 +482,11 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 z = zip_export(res.out_path)  # the folder just written: one snapshot, exported once
             except StudioError as err:
                 raise user_error(err) from err
-            n = res.n_images
-            msg = (f"Exported {n.get('train', 0)} train + {n.get('val', 0)} val images, {res.n_annotations} "
-                   f"annotations, classes {', '.join(res.class_names)}.\n\nFolder: `{res.out_path}`\n\n"
-                   f"Dataset hash `{res.content_hash[:16]}`")
-            return msg, str(z)
+            return export_markdown(res), str(z)
 
         ex_btn.click(do_export, [ex_fmt, ex_val, ex_seed, ex_rle, ex_prop], [ex_msg, ex_file],
                      concurrency_id="export")
+        ex_done_btn.click(lambda: mark_done(project), None, [ex_msg])
 
         def use_as_proposer(run_id):
             if not run_id:

@@ -509,9 +509,7 @@ class LabelService:
             image_id = self._require_image(s)
             if status not in ("unlabeled", "done", "good"):
                 raise LabelError("image status must be unlabeled, done or good.")
-            if status == "good" and len(self.project.annotations(image_id, statuses=("accepted",), with_masks=False)):
-                raise LabelError("this image has accepted defects, so it cannot be marked good; delete them first.")
-            self.project.set_image_status(image_id, status)
+            self.project.set_image_status(image_id, status)  # the store's rules: no proposals left, no defect if good
             return {"image_status": status}
 
     # ------------------------------------------------------ hand editing

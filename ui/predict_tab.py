@@ -17,7 +17,7 @@ import numpy as np
 
 from data.errors import InputError, StudioError
 from data.store import Project
-from train import jobs
+from train import advice, jobs, runs
 from train.predict import RAW_CONF, RAW_IOU, RawPrediction, class_colors, predictor_for, refilter, render
 from ui.errors import user_error
 
@@ -38,8 +38,18 @@ def run_choices(project: Project) -> list[tuple[str, str]]:
     out = []
     for r in jobs.list_runs(project):
         if r.status == "succeeded":
-            out.append((f"{r.id} · {r.model} · {', '.join(r.class_names)}", r.id))
+            flop = " · did not learn (mAP50 < 0.05)" if advice.learned(runs.short_metrics(r.metrics)) is False else ""
+            out.append((f"{r.id} · {r.model} · {', '.join(r.class_names)}{flop}", r.id))
     return out
+
+
+def default_run(project: Project) -> str | None:
+    """The run Predict shows first: the newest succeeded one that learned (a run that did not is
+    listed, marked, but never picked for the user)."""
+    for r in jobs.list_runs(project):
+        if r.status == "succeeded" and advice.learned(runs.short_metrics(r.metrics)) is not False:
+            return r.id
+    return None
 
 
 def image_choices(project: Project) -> list[tuple[str, int]]:
@@ -111,7 +121,7 @@ def build_predict_tab(project: Project, device: str = "auto", tab: gr.Tab | None
     """Lay out and wire the Predict screen (call inside ``tab``; opening it refreshes the run list)."""
     runs = run_choices(project)
     with gr.Row():
-        run = gr.Dropdown(runs, value=runs[0][1] if runs else None, label="Trained run (succeeded runs)", scale=3)
+        run = gr.Dropdown(runs, value=default_run(project), label="Trained run (succeeded runs)", scale=3)
         refresh_btn = gr.Button("Refresh runs", scale=1)
         use_btn = gr.Button("Use this run as proposer (Review auto-label)", scale=2)
     with gr.Row():
@@ -153,7 +163,7 @@ def build_predict_tab(project: Project, device: str = "auto", tab: gr.Tab | None
     def refresh(current):
         ch = run_choices(project)
         ids = [v for _, v in ch]
-        value = current if current in ids else (ids[0] if ids else None)  # newest succeeded run by default
+        value = current if current in ids else default_run(project)  # newest run that learned, by default
         return gr.update(choices=ch, value=value), gr.update(choices=image_choices(project))
 
     predict_inputs = [run, src, conf, iou]

@@ -18,8 +18,9 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from data.errors import InputError, StudioError
+from data.export import not_done_message
 from data.store import Project
-from train import jobs, runs
+from train import advice, jobs, runs
 from train.jobs import RunRecord
 from train.models import PRESETS, TrainSettings, base_model_names, validate_settings
 from train.runs import EpochMetrics
@@ -59,6 +60,11 @@ def dataset_line(project: Project) -> str:
     s = dataset_summary(project)
     line = (f"Training uses **{s.done} done** images with **{s.accepted} accepted annotations** and "
             f"**{s.good} good** (defect-free) images as background.")
+    waiting = project.labels_not_done()
+    left = not_done_message(len(waiting), sum(n for _, n, _ in waiting), "**Mark labelled images done** below "
+                            "marks those whose proposals are all reviewed.")
+    if left:
+        line += f" ⚠️ {left}"
     if not s.usable:
         line += (" **Nothing to train on yet**: accept annotations in Label or Review and mark images done "
                  "(or import labelled data in Project).")
@@ -74,7 +80,8 @@ def check_dataset(project: Project) -> None:
 
 # ------------------------------------------------------------------ actions
 def settings_from_form(task: str, model: str, epochs: float, imgsz: float, batch: float, device: str,
-                       patience: float, seed: float, preset: str, weights_dir: str | None = None) -> TrainSettings:
+                       patience: float, seed: float, preset: str, weights_dir: str | None = None,
+                       time_min: float | None = None) -> TrainSettings:
     def whole(name: str, v: Any) -> int:
         if v is None or float(v) != int(float(v)):
             raise InputError(f"{name} must be a whole number, got {v!r}.")
@@ -82,8 +89,26 @@ def settings_from_form(task: str, model: str, epochs: float, imgsz: float, batch
 
     s = TrainSettings(task=task, model=model, epochs=whole("epochs", epochs), imgsz=whole("image size", imgsz),
                       batch=whole("batch", batch), device=device or "auto", patience=whole("patience", patience),
-                      seed=whole("seed", seed), preset=preset, weights_dir=weights_dir)
+                      seed=whole("seed", seed), preset=preset, weights_dir=weights_dir,
+                      time_hours=(float(time_min) / 60 or None) if time_min is not None else DEFAULTS.time_hours)
     return validate_settings(s)
+
+
+def advice_md(project: Project, settings: TrainSettings) -> str:
+    """What would keep these settings from learning (empty when nothing)."""
+    found = advice.check(project, settings)
+    if not found:
+        return ""
+    lines = [f"- ⚠️ {a.problem}" for a in found]
+    if any(a.change for a in found):
+        lines.append("**Use recommended settings** sets them.")
+    return "\n".join(lines)
+
+
+def mark_done(project: Project) -> str:
+    marked, waiting = project.mark_labeled_done()
+    more = f"; {waiting} still have proposals to review (Review screen)" if waiting else ""
+    return f"Marked {marked} labelled images done{more}."
 
 
 def start(project: Project, settings: TrainSettings) -> tuple[str, str]:
@@ -141,7 +166,8 @@ def status_md(rec: RunRecord | None, queue_ahead: str | None = None) -> str:
         m = runs.short_metrics(rec.metrics)
         labels = {"box_map50": "box mAP50", "mask_map50": "mask mAP50", "mask_map50_95": "mask mAP50-95"}
         shown = ", ".join(f"{label} {m[k]:.3f}" for k, label in labels.items() if k in m)
-        return head + f"succeeded{took}, {rec.epoch} epochs. {shown}"
+        flop = f" ⚠️ It {advice.NOT_LEARNED_HINT}." if advice.learned(m) is False else ""
+        return head + f"succeeded{took}, {rec.epoch} epochs. {shown}{flop}"
     resume = " You can **resume** it from its last checkpoint." if rec.can_resume else ""
     return head + f"{rec.status}{took}: {rec.reason or 'no reason recorded'}.{resume}"
 
@@ -202,7 +228,8 @@ def runs_table(project: Project) -> list[list[Any]]:
         rows.append([r["id"], r["status"], r["task"], r["model"], r["epochs"], r["imgsz"], r["preset"], r["dataset"],
                      " / ".join(f"{k} {v}" for k, v in images.items()), _fmt(r["box_map50"]),
                      _fmt(r["box_map50_95"]), _fmt(r["mask_map50"]), _fmt(r["mask_map50_95"]), r["wall_s"],
-                     r["reason"] or ("from scratch" if r["notice"] else "")])
+                     r["reason"] or (advice.NOT_LEARNED_HINT if r["learned"] is False else "")
+                     or ("from scratch" if r["notice"] else "")])
     return rows
 
 
@@ -262,7 +289,13 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         batch = gr.Number(DEFAULTS.batch, precision=0, minimum=1, label="Batch")
         patience = gr.Number(DEFAULTS.patience, precision=0, minimum=0, label="Early-stop patience (0: never)")
         seed = gr.Number(DEFAULTS.seed, precision=0, minimum=0, label="Seed")
+        time_min = gr.Number((DEFAULTS.time_hours or 0) * 60, minimum=0, label="Time budget (min, 0: epochs only)",
+                             info="stops at the budget or after the epochs, whichever comes first")
     data_md = gr.Markdown(dataset_line(project))
+    advice_box = gr.Markdown()
+    with gr.Row():
+        recommend_btn = gr.Button("Use recommended settings", size="sm")
+        done_btn = gr.Button("Mark labelled images done", size="sm")
     with gr.Row():
         start_btn = gr.Button("Start training", variant="primary")
         cancel_btn = gr.Button("Cancel run", variant="stop")
@@ -297,16 +330,36 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
 
     task.change(on_task, [task, model], [model])
 
-    def do_start(t, m, e, s, b, d, p, sd, pr):
+    form = [task, model, epochs, imgsz, batch, device, patience, seed, preset, time_min]
+
+    def do_start(t, m, e, s, b, d, p, sd, pr, tm):
         try:
-            settings = settings_from_form(t, m, e, s, b, d, p, sd, pr, weights_dir)
+            settings = settings_from_form(t, m, e, s, b, d, p, sd, pr, weights_dir, tm)
             run_id, text = start(project, settings)
         except StudioError as err:
             raise user_error(err) from err
         return text, gr.update(choices=run_choices(project), value=run_id), dataset_line(project)
 
-    start_btn.click(do_start, [task, model, epochs, imgsz, batch, device, patience, seed, preset],
-                    [msg, run, data_md], concurrency_id="train-control")
+    start_btn.click(do_start, form, [msg, run, data_md], concurrency_id="train-control")
+
+    def do_advice(*values):
+        try:
+            return advice_md(project, settings_from_form(*values[:9], weights_dir, values[9]))
+        except StudioError as err:
+            return f"⚠️ {err}"
+
+    def do_recommend(*values):
+        try:
+            s = settings_from_form(*values[:9], weights_dir, values[9])
+        except StudioError as err:
+            raise user_error(err) from err
+        r = advice.recommended(s, advice.check(project, s))
+        return (r.epochs, r.imgsz, (r.time_hours or 0) * 60, advice_md(project, r))
+
+    for field in (task, model, epochs, imgsz, time_min):
+        field.change(do_advice, form, [advice_box], show_progress="hidden")
+    recommend_btn.click(do_recommend, form, [epochs, imgsz, time_min, advice_box])
+    done_btn.click(lambda: (mark_done(project), dataset_line(project)), None, [msg, data_md])
 
     def do_cancel(run_id):
         if not run_id:
@@ -375,6 +428,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         return out, "", gr.update(choices=ch, value=ch[0][1] if ch else None), runs_table(project)
 
     if tab is not None:
-        tab.select(lambda: dataset_line(project), None, [data_md], show_progress="hidden")
+        tab.select(lambda *v: (dataset_line(project), do_advice(*v)), form, [data_md, advice_box],
+                   show_progress="hidden")
     delete_btn.click(do_delete, [run, confirm], [msg, confirm, run, table], concurrency_id="train-control")
     return TrainTab(run=run, timer=timer)

@@ -35,7 +35,10 @@ A_FAR = (20, 20, 40, 40)  # IoU with A 0.14
         ((A, 1, "anomaly"), (A, 1, "manual", "accepted"), True),  # same place, same class as an accepted one
         ((A_SHIFTED, 1, "anomaly"), (A, 1, "manual", "accepted"), True),  # IoU above 0.5 still a duplicate
         ((A_FAR, 1, "anomaly"), (A, 1, "manual", "accepted"), False),  # barely overlapping: a new defect
-        ((A, 2, "anomaly"), (A, 1, "manual", "accepted"), False),  # another class may overlap
+        ((A, 2, "anomaly"), (A, 1, "manual", "accepted"), True),  # nor over an accepted one of another class
+        ((A_SHIFTED, 2, "run:3"), (A, 1, "manual", "accepted"), True),  # ...from any proposer
+        ((A_FAR, 2, "anomaly"), (A, 1, "manual", "accepted"), False),  # beside it: a new defect
+        ((A, 2, "anomaly"), (A, 1, "anomaly", "proposed"), False),  # another class beside a proposal is kept
         ((A, 1, "anomaly"), (A, 1, "anomaly", "proposed"), True),  # re-run: same proposal not added twice
         ((A, 1, "yoloworld-v2-s"), (A, 1, "anomaly", "proposed"), False),  # another proposer's view is kept
         ((A, 1, "anomaly"), (A, 1, "anomaly", "rejected"), True),  # what the user rejected is not proposed again
@@ -110,8 +113,41 @@ def test_change_class_and_refine(stored):
     assert one.xyxy[0].tolist() == [5, 5, 25, 9] and (one.full_mask(0) == mask).all()
 
 
-def test_accepting_on_a_good_image_makes_it_unlabeled(stored):
-    project, image_id, ids, _, _ = stored
+def test_accepting_on_a_good_image_makes_it_unlabeled(tmp_path):
+    project, image_id = _project(tmp_path)
+    chip = project.classes()[0].id
     project.set_image_status(image_id, "good")
-    review.accept(project, [ids[2]])
+    ids = project.add_annotations(image_id, box_ann([A], [chip], ["anomaly"], ["proposed"]))  # asked for explicitly
+    review.accept(project, ids)
     assert project.image(image_id).status == "unlabeled"
+
+
+@pytest.mark.parametrize(
+    "held, status, refused",
+    [
+        ((), "done", None),  # nothing on it: done means "no defect missed" too
+        ((), "good", None),
+        (("accepted",), "done", None),
+        (("accepted",), "good", "has accepted defects"),  # a defect-free image holds no defect
+        (("accepted", "proposed"), "done", "1 unreviewed proposal"),  # a proposal left: a silent false negative
+        (("proposed", "proposed"), "good", "2 unreviewed proposals"),
+        (("rejected",), "good", None),  # rejected proposals do not count
+        (("proposed",), "unlabeled", None),  # going back is always allowed
+    ],
+)
+def test_status_rules(tmp_path, held, status, refused):
+    from data.errors import InputError
+
+    project, image_id = _project(tmp_path)
+    chip = project.classes()[0].id
+    boxes = [(5 + 12 * k, 5, 15 + 12 * k, 15) for k in range(len(held))]
+    if held:
+        project.add_annotations(image_id, box_ann(boxes, [chip] * len(held), ["manual"] * len(held), list(held)))
+    before = project.image(image_id).status
+    if refused is None:
+        project.set_image_status(image_id, status)
+        assert project.image(image_id).status == status
+    else:
+        with pytest.raises(InputError, match=refused):
+            project.set_image_status(image_id, status)
+        assert project.image(image_id).status == before  # nothing changed
