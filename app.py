@@ -34,6 +34,7 @@ COMMANDS = {
     "bench proposals": "bench.cli:cmd_bench_proposals",
     "bench export": "bench.cli:cmd_bench_export",
     "bench import": "bench.cli:cmd_bench_import",
+    "bench loop": "bench.cli:cmd_bench_loop",
     "bench roundtrip": "bench.cli:cmd_bench_roundtrip",
     "bench train": "bench.cli:cmd_bench_train",
     "bench ui": "bench.cli:cmd_bench_ui",
@@ -177,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--categories", type=int, default=3000, help="number of categories (default: 3000)")
     p.add_argument("--images", type=int, default=1000, help="number of 640x480 images (default: 1000)")
     p.add_argument("--annotations", type=int, default=20000, help="number of polygon annotations (default: 20000)")
+    _seed(p)
+    _json(p)
+
+    p = bench.add_parser("loop", help="a simulated user from zero labels to a model: actions, time, test mAP")
+    p.add_argument("--images", type=Path, required=True, metavar="DIR", help="the images the user labels")
+    p.add_argument("--gt", type=Path, required=True, metavar="FILE", help="their COCO ground truth (the user's eyes)")
+    p.add_argument("--test-images", type=Path, required=True, metavar="DIR", help="held-out images")
+    p.add_argument("--test-gt", type=Path, required=True, metavar="FILE", help="their COCO ground truth")
+    p.add_argument("--budget-actions", type=int, default=150, metavar="N", help="user actions (default: 150)")
+    p.add_argument("--budget-min", type=float, default=30.0, metavar="M", help="wall minutes (default: 30)")
+    p.add_argument("--no-assist", action="store_true", help="only the baseline: no proposals, one training")
+    p.add_argument("--policy", choices=("order", "uncertainty"), default="order", help="next image (default: order)")
+    p.add_argument("--imgsz", type=int, default=None, help="training image size (default: the app's)")
+    _models(p)
     _seed(p)
     _json(p)
 

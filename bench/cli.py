@@ -18,11 +18,11 @@ Each prints its report and, with ``--json OUT``, writes the same figures as JSON
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from annotate.segmenters.registry import create_segmenter
-from bench import clicks, export, importing, proposals, roundtrip, store, train, ui
+from bench import clicks, export, importing, loop, proposals, roundtrip, store, train, ui
 from data.cli import progress_bar
 from data.errors import InputError
 from data.jsonout import write_json
@@ -61,6 +61,17 @@ def cmd_bench_proposals(args: argparse.Namespace) -> int:
 def cmd_bench_export(args: argparse.Namespace) -> int:
     results = export.run_bench(args.n, args.seed, bar=progress_bar)
     write_json(results, getattr(args, "json", None))
+    return 0
+
+
+def cmd_bench_loop(args: argparse.Namespace) -> int:
+    base = loop.LoopSettings(budget_actions=args.budget_actions, budget_min=args.budget_min, policy=args.policy,
+                             segmenter=args.segmenter, seed=args.seed, imgsz=args.imgsz, device=args.device)
+    modes = [False] if args.no_assist else [True, False]  # the baseline beside the assisted run
+    results = [loop.run_loop(args.images, args.gt, args.test_images, args.test_gt, replace(base, assist=a))
+               for a in modes]
+    print(loop.format_report(results))
+    write_json({"settings": asdict(base), "runs": results}, getattr(args, "json", None))
     return 0
 
 

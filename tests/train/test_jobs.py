@@ -38,7 +38,7 @@ def test_train_end_to_end_registry_and_prediction(tiny_project: Project, tmp_pat
                               val_fraction=0.2, weights_dir=None, **TINY)
     assert cli.cmd_train(args) == 0
     out = capsys.readouterr().out
-    run_id = out.splitlines()[0].split()[1]  # the run id is printed first
+    run_id = next(line.split()[1] for line in out.splitlines() if line.startswith("run "))  # after any advice
     assert "NOTICE: training from scratch" in out and "epoch 1/1" in out and "mask mAP50" in out
 
     rec = jobs.get(tiny_project, run_id)
@@ -121,3 +121,24 @@ def test_run_with_bad_setting_fails_with_reason(tiny_project: Project) -> None:
     run_id = jobs.submit(tiny_project, TrainSettings(epochs=1, overrides={"lr0": "fast"}, **TINY))
     rec = wait_for(tiny_project, run_id, lambda r: r.finished)
     assert rec.status == "failed" and "lr0" in rec.reason
+
+
+def test_pretrained_weights_in_the_weights_folder_make_the_run_a_fine_tune(tiny_project: Project, tmp_path: Path,
+                                                                              capsys) -> None:
+    """The real architecture, saved as a checkpoint by the test, stands for downloaded weights: the
+    same run then starts from them (no from-scratch notice) instead of from the yaml."""
+    from ultralytics import YOLO
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    YOLO("yolov8n-seg.yaml", task="segment").save(str(weights / "yolov8n-seg.pt"))
+    args = argparse.Namespace(project=tiny_project.root, task="segment", model="yolov8n-seg", epochs=1, seed=0,
+                              val_fraction=0.2, weights_dir=str(weights), **TINY)
+    assert cli.cmd_train(args) == 0
+    out = capsys.readouterr().out
+    run_id = next(line.split()[1] for line in out.splitlines() if line.startswith("run "))
+    rec = jobs.get(tiny_project, run_id)
+    assert rec.status == "succeeded" and rec.notice is None and "NOTICE: training from scratch" not in out
+    assert "from scratch" not in " ".join(line for line in out.splitlines() if line.startswith("WARNING"))
+    log = runs.log_tail(tiny_project, run_id, 400)
+    assert "Transferred" in log or "pretrained" in log.lower(), log[-2000:]

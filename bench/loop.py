@@ -1,0 +1,309 @@
+"""``bench loop``: a simulated user from zero labels to a trained model, counting every action.
+
+The user works through the Label screen's own server side (``ui.label_api.LabelService``: open,
+box, clicks, accept, review, class, image status), the auto-label of the app and its training
+jobs; only its eyes are the ground truth. Every action costs 1:
+
+- opening an image (images in a seeded order);
+- per proposal matched to a ground-truth instance (one to one, greedy by mask IoU, at least
+  :data:`MATCH_IOU`): re-class it if its class is wrong (1), refine it with the click protocol of
+  ``bench clicks`` until IoU :data:`TARGET_IOU` or :data:`MAX_CLICKS` clicks (1 each), accept it
+  (1); every unmatched proposal is rejected (1);
+- per instance not yet covered: its box jittered by up to :data:`JITTER` of its size (1), the same
+  refinement, its class if it differs from the one last used (1), accept (1);
+- marking the image done, or good when it holds no defect (1).
+
+Proposals: once :data:`ANOMALY_MIN_GOOD` images are marked good, the anomaly proposer (fitted on
+them) proposes on the images not yet done, in the class the user labelled most (the app's
+"before the first model" assist). ``--no-assist`` is the baseline: no proposals. Model rounds
+(the assist's background training) are not part of this bench yet: each run trains once, when the
+actions or the time run out, and the report says so.
+
+The time budget is wall time for everything but the test-set evaluation: the user, the
+auto-label, the training (which gets what is left, less :data:`EVAL_RESERVE_S`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotate.autolabel import autolabel
+from annotate.proposers.registry import create_proposer
+from bench.clicks import next_click
+from bench.train import evaluate_coco
+from data.coco import read_ground_truth
+from data.errors import InputError
+from data.geometry import mask_iou
+from data.importers import import_sources
+from data.store import Project
+from train import jobs
+from train.models import TrainSettings
+
+MATCH_IOU = 0.5
+TARGET_IOU = 0.85
+MAX_CLICKS = 10
+JITTER = 0.05
+ANOMALY_MIN_GOOD = 3
+EVAL_RESERVE_S = 0.0  # the evaluation is outside the budget; the final validation of a run is inside it
+MIN_TRAIN_S = 60.0  # a training that would get less than this is not started: the budget is spent
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+@dataclass
+class _Tally:
+    limit: int
+    deadline: float
+    actions: int = 0
+    kinds: Counter = field(default_factory=Counter)
+
+    def spend(self, kind: str, n: int = 1) -> None:
+        if self.actions + n > self.limit or time.time() > self.deadline:
+            raise _BudgetSpent
+        self.actions += n
+        self.kinds[kind] += n
+
+
+@dataclass
+class _Instance:
+    source: str  # "manual" (drawn from a box) or the proposer's name
+    actions: int
+    iou: float
+
+
+@dataclass
+class LoopSettings:
+    budget_actions: int = 150
+    budget_min: float = 30.0
+    assist: bool = True
+    policy: str = "order"
+    segmenter: str | None = None
+    seed: int = 0
+    imgsz: int | None = None  # training image size (default: the app's)
+    device: str = "auto"
+
+
+def run_loop(images: Path, gt: Path, test_images: Path, test_gt: Path, settings: LoopSettings,
+             say=print) -> dict[str, Any]:
+    """One simulated session (assist as ``settings`` says); the test-set scores of its model."""
+    if settings.policy != "order":
+        raise InputError("--policy uncertainty needs the assist's model rounds, which this bench does not run yet; "
+                         "use --policy order.")
+    truth = {_sha(g.path): g for g in read_ground_truth(images, gt)}
+    read_ground_truth(test_images, test_gt)  # fail early on a bad test set
+    start = time.time()
+    tally = _Tally(settings.budget_actions, start + settings.budget_min * 60)
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp:
+        project = Project.create(Path(tmp) / "project", classes=sorted({n for g in truth.values() for n in g.classes}))
+        import_sources(project, [Path(images)])
+        user = _User(project, truth, settings, tally, say)
+        try:
+            user.work()
+        except _BudgetSpent:
+            pass
+        user_s = time.time() - start
+        train = _train(project, settings, tally.deadline, say)
+        scores = evaluate_coco(project, train["run_id"], test_images, test_gt, settings.device) if train else None
+        wall_s = time.time() - start - (scores or {}).get("evaluate_s", 0.0)
+        instances = user.instances
+        out = {
+            "mode": "assist (anomaly proposals; no model rounds yet)" if settings.assist else "no assist",
+            "actions": tally.actions, "actions_by_kind": dict(tally.kinds), "images_done": user.done,
+            "images_good": user.good, "instances_labelled": len(instances),
+            "actions_per_instance": _per(instances), "actions_per_instance_by_source": {
+                src: _per([i for i in instances if i.source == src]) for src in sorted({i.source for i in instances})},
+            "proposals": dict(user.proposal_outcomes), "user_s": round(user_s, 1), "wall_min": round(wall_s / 60, 2),
+            "train": train, "test": scores,
+        }
+        m = (scores or {}).get("mask", {}).get("mAP50")
+        out["curve"] = [[tally.actions, m]] if m is not None else []
+        out["actions_to_mask_map50"] = {str(t): (tally.actions if m is not None and m >= t else None) for t in (0.5, 0.6)}
+        return out
+
+
+def _per(instances: list[_Instance]) -> float | None:
+    return round(statistics.mean(i.actions for i in instances), 2) if instances else None
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class _User:
+    def __init__(self, project: Project, truth: dict, settings: LoopSettings, tally: _Tally, say) -> None:
+        from annotate.segmenters.registry import create_segmenter
+        from ui.label_api import LabelService
+
+        self.project, self.truth, self.settings, self.tally, self.say = project, truth, settings, tally, say
+        self.segmenter = create_segmenter(settings.segmenter, device=settings.device)
+        self.svc = LabelService(project, self.segmenter, prefetch=False)
+        self.token = self.svc.open_page("bench-loop")
+        self.class_ids = {c.name: c.id for c in project.classes()}
+        self.current_class: int | None = None
+        self.rng = np.random.default_rng(settings.seed)
+        self.instances: list[_Instance] = []
+        self.proposal_outcomes: Counter = Counter()
+        self.done = self.good = 0
+        self.proposed = False
+
+    def work(self) -> None:
+        order = self.project.images()
+        order = [order[k] for k in self.rng.permutation(len(order))]
+        for rec in order:
+            if rec.sha256 not in self.truth:
+                continue
+            self._label(self.project.image(rec.id))
+            if self.settings.assist and not self.proposed and self.good >= ANOMALY_MIN_GOOD:
+                self._propose()
+
+    def _propose(self) -> None:
+        self.proposed = True
+        counts = Counter(int(c) for r in self.project.images("done")
+                         for c in self.project.annotations(r, ("accepted",), with_masks=False).class_id)
+        cls = counts.most_common(1)[0][0] if counts else self.project.classes()[0].id
+        proposer = create_proposer("anomaly", project=self.project, class_id=cls)
+        t = time.time()
+        rep = autolabel(self.project, proposer, self.segmenter, select="unlabeled", class_id=cls)
+        self.say(f"anomaly proposals: {rep.proposals_added} on {rep.images_done} images in {time.time() - t:.0f} s")
+
+    def _pending_mask(self) -> np.ndarray | None:
+        one = self.svc.sessions.get(self.token).pending.mask
+        return None if one is None else one.full_mask(0)
+
+    def _refine(self, gt: np.ndarray, pred: np.ndarray | None) -> tuple[int, float]:
+        """Clicks of the protocol on the pending mask until TARGET_IOU or MAX_CLICKS: (clicks, IoU)."""
+        clicks = 0
+        iou = mask_iou(pred, gt) if pred is not None else 0.0
+        while iou < TARGET_IOU and clicks < MAX_CLICKS:
+            click = next_click(gt, pred)
+            if click is None:
+                break
+            self.tally.spend("click")
+            clicks += 1
+            self.svc.prompt(self.token, "pos" if click[2] else "neg", [click[0], click[1]])
+            pred = self._pending_mask()
+            iou = mask_iou(pred, gt) if pred is not None else 0.0
+        return clicks, iou
+
+    def _label(self, rec) -> None:
+        g = self.truth[rec.sha256]
+        self.tally.spend("open")
+        self.svc.open_image(self.token, rec.id)
+        gts = [(self.class_ids[name], g.masks[k]) for k, name in enumerate(g.classes)]
+        props = self.project.annotations(rec, statuses=("proposed",))
+        covered = self._review(props, gts)
+        for j, (cls, gt) in enumerate(gts):
+            if j in covered:
+                continue
+            spent = self.tally.actions
+            ys, xs = np.nonzero(gt)
+            x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            jx, jy = JITTER * (x1 - x0), JITTER * (y1 - y0)
+            box = [x0 + self.rng.uniform(-jx, jx), y0 + self.rng.uniform(-jy, jy),
+                   x1 + self.rng.uniform(-jx, jx), y1 + self.rng.uniform(-jy, jy)]
+            self.tally.spend("box")
+            self.svc.prompt(self.token, "box", [float(v) for v in box])
+            _, iou = self._refine(gt, self._pending_mask())
+            if self._pending_mask() is None:
+                continue  # nothing to accept: the instance stays unlabelled
+            if cls != self.current_class:
+                self.tally.spend("class")
+                self.current_class = cls
+            self.tally.spend("accept")
+            self.svc.accept(self.token, cls)
+            self.instances.append(_Instance("manual", self.tally.actions - spent, iou))
+        self.tally.spend("mark")
+        status = "done" if gts else "good"
+        self.svc.set_image_status(self.token, status)
+        self.done += status == "done"
+        self.good += status == "good"
+
+    def _review(self, props, gts) -> set[int]:
+        """Match, fix and accept the proposals; reject the rest. Returns the ground truths covered."""
+        if not len(props):
+            return set()
+        pairs = sorted(((mask_iou(props.full_mask(i), gt), i, j) for i in range(len(props))
+                        for j, (_, gt) in enumerate(gts)), reverse=True)
+        used_p: set[int] = set()
+        covered: set[int] = set()
+        for iou, i, j in pairs:
+            if iou < MATCH_IOU or i in used_p or j in covered:
+                continue
+            used_p.add(i)
+            covered.add(j)
+            cls, gt = gts[j]
+            aid = int(props.ids[i])
+            spent = self.tally.actions
+            if int(props.class_id[i]) != cls:
+                self.tally.spend("class")
+                self.svc.set_class(self.token, aid, cls)
+                self.proposal_outcomes["re-classed"] += 1
+            if iou >= TARGET_IOU:
+                self.tally.spend("accept")
+                self.svc.review(self.token, aid, "accepted")
+                final = iou
+            else:
+                self.svc.edit(self.token, aid)
+                _, final = self._refine(gt, self._pending_mask())
+                self.tally.spend("accept")
+                self.svc.accept(self.token, cls)
+                self.proposal_outcomes["refined"] += 1
+            self.proposal_outcomes["accepted"] += 1
+            self.instances.append(_Instance(str(props.source[i]), self.tally.actions - spent, final))
+        for i in range(len(props)):
+            if i not in used_p:
+                self.tally.spend("reject")
+                self.svc.review(self.token, int(props.ids[i]), "rejected")
+                self.proposal_outcomes["rejected"] += 1
+        return covered
+
+
+def _train(project: Project, settings: LoopSettings, deadline: float, say) -> dict[str, Any] | None:
+    left = deadline - time.time() - EVAL_RESERVE_S
+    if not project.images("done"):
+        say("no image done: nothing to train")
+        return None
+    if left < MIN_TRAIN_S:
+        say(f"{left:.0f} s left of the time budget: no training")
+        return None
+    base = TrainSettings()
+    s = replace(base, imgsz=settings.imgsz or base.imgsz, time_hours=left / 3600, seed=settings.seed,
+                device=settings.device, weights_dir=str(project.path("cache", "no-weights")))
+    run_id = jobs.submit(project, s)
+    say(f"training {run_id} for up to {left / 60:.1f} min")
+    while not jobs.get(project, run_id).finished:
+        time.sleep(1.0)
+        jobs.refresh(project)
+    rec = jobs.get(project, run_id)
+    if rec.status != "succeeded":
+        raise RuntimeError(f"bench loop training {rec.status}: {rec.reason}")
+    return {"run_id": run_id, "epochs": rec.epoch, "imgsz": s.imgsz, "wall_s": round(rec.wall_s, 1)}
+
+
+def format_report(runs: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in runs:
+        test = r["test"] or {}
+        mask, box = test.get("mask", {}), test.get("box", {})
+        lines.append(f"{r['mode']}: {r['actions']} actions ({', '.join(f'{k} {v}' for k, v in r['actions_by_kind'].items())}), "
+                     f"{r['images_done']} done + {r['images_good']} good images, {r['instances_labelled']} instances, "
+                     f"{r['actions_per_instance']} actions per instance {r['actions_per_instance_by_source']}; "
+                     f"proposals {r['proposals'] or 'none'}; wall {r['wall_min']} min")
+        if test:
+            lines.append(f"  test: mask mAP50 {mask.get('mAP50', 0):.3f} mAP50-95 {mask.get('mAP50-95', 0):.3f}, "
+                         f"box mAP50 {box.get('mAP50', 0):.3f} mAP50-95 {box.get('mAP50-95', 0):.3f} "
+                         f"({r['train']['epochs']} epochs at {r['train']['imgsz']} px)")
+        else:
+            lines.append("  no model: nothing trained within the budget")
+    return "\n".join(lines)
