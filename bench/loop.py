@@ -38,6 +38,7 @@ import numpy as np
 
 from annotate.autolabel import autolabel
 from annotate.proposers.registry import create_proposer
+from annotate.segmenters.registry import create_segmenter
 from bench.clicks import next_click
 from bench.train import evaluate_coco
 from data.coco import read_ground_truth
@@ -47,6 +48,7 @@ from data.importers import import_sources
 from data.store import Project
 from train import jobs
 from train.models import TrainSettings
+from ui.label_api import LabelService
 
 MATCH_IOU = 0.5
 TARGET_IOU = 0.85
@@ -142,9 +144,6 @@ def _sha(path: Path) -> str:
 
 class _User:
     def __init__(self, project: Project, truth: dict, settings: LoopSettings, tally: _Tally, say) -> None:
-        from annotate.segmenters.registry import create_segmenter
-        from ui.label_api import LabelService
-
         self.project, self.truth, self.settings, self.tally, self.say = project, truth, settings, tally, say
         self.segmenter = create_segmenter(settings.segmenter, device=settings.device)
         self.svc = LabelService(project, self.segmenter, prefetch=False)
