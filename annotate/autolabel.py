@@ -97,16 +97,21 @@ def autolabel(
     progress: Callable[[int, int], None] | None = None,
     cancel: threading.Event | None = None,
     redo: bool = False,
+    order: list[int] | None = None,
 ) -> AutolabelReport:
     """Propose on the selected images; returns counts and the detection / mask time split.
 
     ``class_id`` overrides the proposals' class (the anomaly proposer's "class the user picks").
+    ``order``: image ids to propose on first (the rest follow in project order).
     ``progress(done, total)`` is called after each image; setting ``cancel`` stops after the
     image in flight (everything done so far is kept and a re-run resumes).
     """
     if class_id is not None:
         project.get_class(class_id)
     images = select_images(project, select)
+    if order is not None:  # these image ids first, in this order (the next ones the user will open)
+        rank = {int(i): k for k, i in enumerate(order)}
+        images = sorted(images, key=lambda r: rank.get(r.id, len(rank)))
     done = set() if redo else done_images(project, proposer.name)
     todo = [r for r in images if r.id not in done]
     added = dropped = low = n_done = 0

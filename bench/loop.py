@@ -15,9 +15,12 @@ jobs; only its eyes are the ground truth. Every action costs 1:
 
 Proposals: once :data:`ANOMALY_MIN_GOOD` images are marked good, the anomaly proposer (fitted on
 them) proposes on the images not yet done, in the class the user labelled most (the app's
-"before the first model" assist). ``--no-assist`` is the baseline: no proposals. Model rounds
-(the assist's background training) are not part of this bench yet: each run trains once, when the
-actions or the time run out, and the report says so.
+"before the first model" assist). Then the assist's rounds (:mod:`train.assist`, as the app runs
+them, the bench waiting for each): when enough images are done, a model is trained (warm-started
+from the last one), and when it beats the last one it proposes on the images not yet done, the
+next ones first; each new model is scored on the test set (outside the time budget) for the
+curve. ``--no-assist`` is the baseline: no proposals, one training at the end. Both train once
+more at the end, in the time left.
 
 The time budget is wall time for everything but the test-set evaluation: the user, the
 auto-label, the training (which gets what is left, less :data:`EVAL_RESERVE_S`).
@@ -46,7 +49,7 @@ from data.errors import InputError
 from data.geometry import mask_iou
 from data.importers import import_sources
 from data.store import Project
-from train import jobs
+from train import assist, jobs
 from train.models import TrainSettings
 from ui.label_api import LabelService
 
@@ -82,6 +85,7 @@ class _Instance:
     source: str  # "manual" (drawn from a box) or the proposer's name
     actions: int
     iou: float
+    models: int = 0  # assist models there were when it was labelled
 
 
 @dataclass
@@ -100,7 +104,7 @@ def run_loop(images: Path, gt: Path, test_images: Path, test_gt: Path, settings:
              say=print) -> dict[str, Any]:
     """One simulated session (assist as ``settings`` says); the test-set scores of its model."""
     if settings.policy != "order":
-        raise InputError("--policy uncertainty needs the assist's model rounds, which this bench does not run yet; "
+        raise InputError("--policy uncertainty (the next image the model is least sure of) is not built yet; "
                          "use --policy order.")
     truth = {_sha(g.path): g for g in read_ground_truth(images, gt)}
     read_ground_truth(test_images, test_gt)  # fail early on a bad test set
@@ -110,17 +114,19 @@ def run_loop(images: Path, gt: Path, test_images: Path, test_gt: Path, settings:
         project = Project.create(Path(tmp) / "project", classes=sorted({n for g in truth.values() for n in g.classes}))
         import_sources(project, [Path(images)])
         user = _User(project, truth, settings, tally, say)
+        user.test = (Path(test_images), Path(test_gt))
         try:
             user.work()
         except _BudgetSpent:
             pass
         user_s = time.time() - start
-        train = _train(project, settings, tally.deadline, say)
+        warm = jobs.get(project, user.state.best.run_id).best_weights if user.state.best else None
+        train = _train(project, settings, tally.deadline, say, warm)
         scores = evaluate_coco(project, train["run_id"], test_images, test_gt, settings.device) if train else None
         wall_s = time.time() - start - (scores or {}).get("evaluate_s", 0.0)
         instances = user.instances
         out = {
-            "mode": "assist (anomaly proposals; no model rounds yet)" if settings.assist else "no assist",
+            "mode": "assist" if settings.assist else "no assist",
             "actions": tally.actions, "actions_by_kind": dict(tally.kinds), "images_done": user.done,
             "images_good": user.good, "instances_labelled": len(instances),
             "actions_per_instance": _per(instances), "actions_per_instance_by_source": {
@@ -129,8 +135,13 @@ def run_loop(images: Path, gt: Path, test_images: Path, test_gt: Path, settings:
             "train": train, "test": scores,
         }
         m = (scores or {}).get("mask", {}).get("mAP50")
-        out["curve"] = [[tally.actions, m]] if m is not None else []
-        out["actions_to_mask_map50"] = {str(t): (tally.actions if m is not None and m >= t else None) for t in (0.5, 0.6)}
+        out["curve"] = user.curve + ([[tally.actions, m, "final"]] if m is not None else [])
+        out["actions_to_mask_map50"] = {str(t): next((a for a, v, _ in out["curve"] if v >= t), None)
+                                        for t in (0.5, 0.6)}
+        out["assist_models"] = assist.as_json(user.state)
+        out["actions_per_instance_after_model"] = {
+            str(k): {src: _per([i for i in instances if i.models >= k and i.source == src])
+                     for src in sorted({i.source for i in instances if i.models >= k})} for k in (1, 2)}
         return out
 
 
@@ -155,16 +166,40 @@ class _User:
         self.proposal_outcomes: Counter = Counter()
         self.done = self.good = 0
         self.proposed = False
+        self.state = assist.AssistState()
+        self.curve: list[list] = []  # [actions, test mask mAP50, model version] after each assist model
+        self.test: tuple[Path, Path] = (Path(), Path())
+        base = TrainSettings()
+        self.train_base = replace(base, imgsz=settings.imgsz or base.imgsz, seed=settings.seed, device=settings.device,
+                                  weights_dir=str(project.path("cache", "no-weights")))
 
     def work(self) -> None:
         order = self.project.images()
-        order = [order[k] for k in self.rng.permutation(len(order))]
-        for rec in order:
-            if rec.sha256 not in self.truth:
-                continue
+        order = [order[k] for k in self.rng.permutation(len(order)) if order[k].sha256 in self.truth]
+        for k, rec in enumerate(order):
             self._label(self.project.image(rec.id))
-            if self.settings.assist and not self.proposed and self.good >= ANOMALY_MIN_GOOD:
+            if not self.settings.assist:
+                continue
+            if not self.proposed and self.good >= ANOMALY_MIN_GOOD:
                 self._propose()
+            if assist.due(self.project, self.state):
+                self._round([r.id for r in order[k + 1:]])
+
+    def _round(self, upcoming: list[int]) -> None:
+        """One assist round as the app runs it; the bench waits for it (inside the time budget)."""
+        t = time.time()
+        run_id = assist.start_round(self.project, self.state, self.train_base)
+        assist.wait(self.project, run_id)
+        model = assist.finish_round(self.project, self.state, self.segmenter, order=upcoming,
+                                    device=self.settings.device)
+        took = time.time() - t
+        if model is None:
+            self.say(f"assist round {run_id} ({took:.0f} s): not better than the last model")
+            return
+        self.say(f"assist {assist.summary(self.state)} ({took:.0f} s)")
+        scores = evaluate_coco(self.project, model.run_id, self.test[0], self.test[1], self.settings.device)
+        self.tally.deadline += scores["evaluate_s"]  # the test set is scored outside the budget
+        self.curve.append([self.tally.actions, scores["mask"]["mAP50"], model.version])
 
     def _propose(self) -> None:
         self.proposed = True
@@ -221,7 +256,7 @@ class _User:
                 self.current_class = cls
             self.tally.spend("accept")
             self.svc.accept(self.token, cls)
-            self.instances.append(_Instance("manual", self.tally.actions - spent, iou))
+            self.instances.append(_Instance("manual", self.tally.actions - spent, iou, len(self.state.models)))
         self.tally.spend("mark")
         status = "done" if gts else "good"
         self.svc.set_image_status(self.token, status)
@@ -259,7 +294,8 @@ class _User:
                 self.svc.accept(self.token, cls)
                 self.proposal_outcomes["refined"] += 1
             self.proposal_outcomes["accepted"] += 1
-            self.instances.append(_Instance(str(props.source[i]), self.tally.actions - spent, final))
+            self.instances.append(_Instance(str(props.source[i]), self.tally.actions - spent, final,
+                                            len(self.state.models)))
         for i in range(len(props)):
             if i not in used_p:
                 self.tally.spend("reject")
@@ -268,7 +304,8 @@ class _User:
         return covered
 
 
-def _train(project: Project, settings: LoopSettings, deadline: float, say) -> dict[str, Any] | None:
+def _train(project: Project, settings: LoopSettings, deadline: float, say,
+           warm: str | None = None) -> dict[str, Any] | None:
     left = deadline - time.time() - EVAL_RESERVE_S
     if not project.images("done"):
         say("no image done: nothing to train")
@@ -278,7 +315,8 @@ def _train(project: Project, settings: LoopSettings, deadline: float, say) -> di
         return None
     base = TrainSettings()
     s = replace(base, imgsz=settings.imgsz or base.imgsz, time_hours=left / 3600, seed=settings.seed,
-                device=settings.device, weights_dir=str(project.path("cache", "no-weights")))
+                device=settings.device, weights_dir=str(project.path("cache", "no-weights")),
+                model=str(warm) if warm else base.model)  # from the last assist model, when there is one
     run_id = jobs.submit(project, s)
     say(f"training {run_id} for up to {left / 60:.1f} min")
     while not jobs.get(project, run_id).finished:
@@ -299,6 +337,11 @@ def format_report(runs: list[dict[str, Any]]) -> str:
                      f"{r['images_done']} done + {r['images_good']} good images, {r['instances_labelled']} instances, "
                      f"{r['actions_per_instance']} actions per instance {r['actions_per_instance_by_source']}; "
                      f"proposals {r['proposals'] or 'none'}; wall {r['wall_min']} min")
+        if r.get("curve"):
+            lines.append("  actions -> test mask mAP50: " + ", ".join(f"{a} -> {v:.3f} ({tag})" for a, v, tag in r["curve"]))
+            lines.append(f"  actions to mask mAP50 0.5 / 0.6: {r['actions_to_mask_map50']['0.5']} / "
+                         f"{r['actions_to_mask_map50']['0.6']}; after model 1 / 2, actions per instance: "
+                         f"{r['actions_per_instance_after_model']['1']} / {r['actions_per_instance_after_model']['2']}")
         if test:
             lines.append(f"  test: mask mAP50 {mask.get('mAP50', 0):.3f} mAP50-95 {mask.get('mAP50-95', 0):.3f}, "
                          f"box mAP50 {box.get('mAP50', 0):.3f} mAP50-95 {box.get('mAP50-95', 0):.3f} "

@@ -94,6 +94,7 @@ class TrainSettings:
     workers: int = 2
     time_hours: float | None = 0.25  # Ultralytics' time budget (stops at it or at ``epochs``); None: epochs only
     threads: int = 0  # CPU threads for training; 0: every core (Ultralytics alone would leave one idle)
+    nice: int = 0  # raise the training process's niceness by this much (assist rounds: 10, clicks come first)
     weights_dir: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # extra Ultralytics train() arguments
 
@@ -115,7 +116,7 @@ def validate_settings(s: TrainSettings) -> TrainSettings:
         raise InputError(f"--preset must be one of {', '.join(PRESETS)}, not '{s.preset}'.")
     for name, value, low in (("epochs", s.epochs, 1), ("imgsz", s.imgsz, 32), ("batch", s.batch, 1),
                              ("patience", s.patience, 0), ("seed", s.seed, 0), ("workers", s.workers, 0),
-                             ("threads", s.threads, 0)):
+                             ("threads", s.threads, 0), ("nice", s.nice, 0)):
         if int(value) != value or value < low:
             raise InputError(f"--{name} must be a whole number >= {low}, got {value!r}.")
     if s.imgsz % 32:

@@ -173,6 +173,8 @@ def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dic
     from ultralytics import YOLO
 
     s = rec.settings
+    if s.nice:
+        os.nice(int(s.nice))
     _use_threads(training_threads(s))
     device = ultralytics_device(s.device)
     progress = _Progress(project, rec.id, flag, max_epochs=int(s.epochs))

@@ -1,0 +1,83 @@
+"""An assist round end to end on a tiny project (64 px, one epoch): it trains in the background at
+one thread and low priority, keeps a model only when it beats the last one, proposes on the images
+not yet done (the next ones first) under the one source ``assist``, replaces its own unreviewed
+proposals, and never touches a user's decision."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from data.annotations import Annotations
+from tests.train.conftest import make_project, tiny_image
+from train import assist, jobs
+from train import proposer as run_mod
+from train.models import TrainSettings
+
+pytestmark = pytest.mark.slow
+TINY = TrainSettings(imgsz=64, batch=4, workers=0, device="cpu", preset="none", patience=0, epochs=1)
+
+
+def _add_unlabeled(project, n: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    ids = []
+    for i in range(n):
+        img, _ = tiny_image(rng)
+        content = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))[1].tobytes()
+        ids.append(project.add_image(content, f"new_{i}.png", hashlib.sha256(content).hexdigest(), 96, 96, ".png")[0])
+    return ids
+
+
+def _fake_predict(project, run_id, image, device):
+    """The run's prediction replaced (a one-epoch model finds nothing): one chip at a fixed place."""
+    m = np.zeros(image.shape[:2], bool)
+    m[10:30, 10:30] = True
+    return Annotations.from_masks(m[None], project.classes()[0].id, 0.9, source=f"run:{run_id}", status="proposed")
+
+
+def test_an_assist_round_end_to_end(tmp_path, monkeypatch):
+    project = make_project(tmp_path / "p", n=6, n_good=2)
+    new = _add_unlabeled(project, 3, seed=5)
+    # the user accepted a label on the third new image: a proposal must not cover it
+    m = np.zeros((96, 96), bool)
+    m[10:30, 10:30] = True
+    kept = project.add_annotations(new[2], Annotations.from_masks(m[None], project.classes()[1].id))[0]
+    monkeypatch.setattr(assist, "MIN_DONE", 4)
+    monkeypatch.setattr(assist, "ROUND_HOURS", 20 / 3600)
+    monkeypatch.setattr(assist, "LEARNED_MAP50", -1.0)  # keep the one-epoch model: it stands for a real one
+    monkeypatch.setattr(run_mod, "predict_run", _fake_predict)
+
+    state = assist.load(project)
+    assert assist.due(project, state) and assist.summary(state) == "no assist model yet"
+    run_id = assist.start_round(project, state, TINY)
+    rec = jobs.get(project, run_id)
+    assert (rec.settings.threads, rec.settings.nice, rec.settings.time_hours) == (1, 10, 20 / 3600)
+    assert not assist.due(project, assist.load(project))  # one round at a time (the state is saved)
+    assert assist.wait(project, run_id).status == "succeeded"
+    model = assist.finish_round(project, state, order=[new[1], new[0]])
+    assert model is not None and model.version == 1 and model.run_id == run_id
+    assert model.proposals == 2 and model.proposed_images == 3  # the covered spot on new[2] is not proposed
+    for image_id in new[:2]:
+        props = project.annotations(image_id, statuses=("proposed",))
+        assert len(props) == 1 and props.source.tolist() == ["assist"]
+    assert len(project.annotations(new[2], statuses=("proposed",))) == 0
+    assert project.annotation(kept)[1].status.tolist() == ["accepted"]  # the user's decision stands
+    assert all(not len(project.annotations(r, statuses=("proposed",))) for r in project.images("done"))
+    assert assist.summary(assist.load(project)).startswith("model 1: mask mAP50")
+
+    # a rejected spot is not proposed again by a later model; the older model's unreviewed ones are replaced
+    first = project.annotations(new[0], statuses=("proposed",))
+    project.set_annotation_status([int(first.ids[0])], "rejected")
+    state.models[-1] = replace(state.models[-1], score=-0.5, done_images=0)  # let the next round count as better
+    assert assist.due(project, state)
+    run2 = assist.start_round(project, state, TINY)
+    assert jobs.get(project, run2).settings.model == str(jobs.get(project, run_id).best_weights)  # warm start
+    assist.wait(project, run2)
+    second = assist.finish_round(project, state)
+    assert second is not None and second.version == 2
+    assert len(project.annotations(new[0], statuses=("proposed",))) == 0  # rejected: not proposed again
+    assert len(project.annotations(new[1], statuses=("proposed",))) == 1  # replaced, not doubled
