@@ -319,10 +319,7 @@ def _train(project: Project, settings: LoopSettings, deadline: float, say,
                 model=str(warm) if warm else base.model)  # from the last assist model, when there is one
     run_id = jobs.submit(project, s)
     say(f"training {run_id} for up to {left / 60:.1f} min")
-    while not jobs.get(project, run_id).finished:
-        time.sleep(1.0)
-        jobs.refresh(project)
-    rec = jobs.get(project, run_id)
+    rec = jobs.wait(project, run_id)
     if rec.status != "succeeded":
         raise RuntimeError(f"bench loop training {rec.status}: {rec.reason}")
     return {"run_id": run_id, "epochs": rec.epoch, "imgsz": s.imgsz, "wall_s": round(rec.wall_s, 1)}

@@ -147,11 +147,7 @@ def run_threads(args: argparse.Namespace, epochs: int = 3, rounds: int = 2) -> d
                 settings = TrainSettings(task="segment", model="yolov8n-seg.yaml", epochs=epochs, imgsz=imgsz,
                                          batch=8, device="cpu", patience=0, seed=seed, preset="defects", workers=2,
                                          weights_dir=str(root / "no-weights"), threads=threads)
-                run_id = jobs.submit(project, settings, dataset=export)
-                while not jobs.get(project, run_id).finished:
-                    time.sleep(0.5)
-                    jobs.refresh(project)
-                rec = jobs.get(project, run_id)
+                rec = jobs.wait(project, jobs.submit(project, settings, dataset=export), poll_s=0.5)
                 if rec.status != "succeeded":
                     raise RuntimeError(f"threads run {rec.status}: {rec.reason}")
                 per_epoch[threads].append(_seconds_per_epoch(rec.run_dir / "train" / "results.csv"))
@@ -178,9 +174,7 @@ def run_overhead(args: argparse.Namespace, epochs: int = 3) -> dict[str, Any]:
                                  weights_dir=str(root / "no-weights"), threads=BARE_THREADS)
         t = time.time()
         run_id = jobs.submit(project, settings, dataset=export)
-        while not jobs.get(project, run_id).finished:
-            time.sleep(0.5)
-            jobs.refresh(project)
+        jobs.wait(project, run_id, poll_s=0.5)
         app_wall = time.time() - t
         rec = jobs.get(project, run_id)
         if rec.status != "succeeded":

@@ -18,7 +18,6 @@ scratch found anything in ``bench train``'s runs; it is not yet fitted by ``benc
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,10 +98,7 @@ def start_round(project: Project, state: AssistState, base: TrainSettings | None
 
 
 def wait(project: Project, run_id: str, poll_s: float = 1.0) -> jobs.RunRecord:
-    while not jobs.get(project, run_id).finished:
-        time.sleep(poll_s)
-        jobs.refresh(project)
-    return jobs.get(project, run_id)
+    return jobs.wait(project, run_id, poll_s)
 
 
 def finish_round(project: Project, state: AssistState, segmenter=None, order: list[int] | None = None,

@@ -334,3 +334,11 @@ def finish(project: Project, run_id: str, status: JobStatus, reason: str | None,
     """Record the end of a run (``status``, ``reason``, ``finished_at``; ``fields`` such as ``wall_s``,
     ``best_weights``, ``metrics`` on top) unless the worker or a cancel already recorded it."""
     run_registry.finish(project, run_id, status, reason, **fields)
+
+
+def wait(project: Project, run_id: str, poll_s: float = 1.0) -> RunRecord:
+    """Block until the run has finished (refreshing the scheduler meanwhile); its final record."""
+    while not get(project, run_id).finished:
+        time.sleep(poll_s)
+        refresh(project)
+    return get(project, run_id)
