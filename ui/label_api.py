@@ -436,6 +436,15 @@ class LabelService:
                     if older.restored is not None and int(older.restored.ids[0]) == old_id:
                         older.restored = older.restored.with_data({"id": [new_id]})
                 undone = f"annotation #{old_id} restored as #{new_id}"
+            elif step.reviewed is not None:
+                rid, before = step.reviewed
+                try:
+                    self.project.update_annotation(rid, status=before)
+                except NotFoundError as err:
+                    raise LabelError(f"annotation #{rid} was deleted meanwhile; nothing to undo.") from err
+                if before == "proposed" and self.project.image(s.image_id).status in ("done", "good"):
+                    self.project.set_image_status(s.image_id, "unlabeled")  # a proposal to review again: not done
+                undone = f"review of #{rid} (it is {before} again)"
             elif step.restored is not None:
                 r = step.restored.unpack()
                 rid = int(r.ids[0])
@@ -483,14 +492,18 @@ class LabelService:
         """Accept or reject a proposal shown on the Label screen."""
         s = self._session(token)
         with s.lock:
-            aid, _ = self._own_annotation(s, ann_id)
+            aid, ann = self._own_annotation(s, ann_id)
             if status == "accepted":
-                review.accept(self.project, [aid])
+                res = review.accept(self.project, [aid])
             elif status == "rejected":
-                review.reject(self.project, [aid])
+                res = review.reject(self.project, [aid])
             else:
                 raise LabelError("status must be accepted or rejected.")
-            return self._after_change(s, saved=aid)
+            if res.changed or res.dropped_duplicates:
+                s.push(Undo(pending=s.pending.pack(), reviewed=(aid, str(ann.status[0]))))
+            out = self._after_change(s, saved=aid)
+            out["reviewed"] = str(self.project.annotation(aid)[1].status[0])  # rejected when it covered a label
+            return out
 
     def edit(self, token: Any, ann_id: Any) -> dict[str, Any]:
         """Load an annotation's mask as the pending mask, to refine with clicks, brush or polygon."""

@@ -88,6 +88,7 @@ class Undo:
     # mask, ``source``, ``status``), to write back with ``Project.update_annotation``.
     restored: PackedAnnotations | None = None
     deleted: PackedAnnotations | None = None  # a deleted annotation (one row) to put back
+    reviewed: tuple[int, str] | None = None  # a proposal accepted or rejected: (its id, the status before)
 
 
 @dataclass

@@ -142,3 +142,43 @@ def _review_screenshot(project, page, out: Path) -> None:
     page.get_by_role("tab", name="Review").click()
     page.wait_for_timeout(2500)
     page.screenshot(path=str(out / "review.png"), full_page=True)
+
+
+def test_review_proposals_with_keys_on_the_label_canvas(app):
+    """J selects a proposal, Y accepts, X rejects; after the last one Mark done has the focus (Enter
+    marks the image done); Ctrl+Z undoes the reject, and the image is not done any more."""
+    import numpy as np
+
+    from data.annotations import Annotations
+
+    project, targets, url, browser = app
+    image_id = sorted(targets)[-1]
+    rec = project.image(image_id)
+    masks = np.zeros((2, rec.height, rec.width), bool)
+    masks[0, 5:25, 5:25] = True
+    masks[1, 40:60, 40:60] = True
+    cls = project.classes()[0].id
+    ids = project.add_annotations(image_id, Annotations.from_masks(masks, cls, [0.9, 0.4], source="anomaly",
+                                                                   status="proposed"))
+    ctx, lp = _page(browser, url)
+    lp.open(image_id)
+    for key in ("j", "y"):
+        lp.page.keyboard.press(key)
+        lp.idle()
+    assert "accepted (saved); 1 proposal left" in lp.status()
+    lp.page.keyboard.press("x")
+    lp.idle()
+    assert "All proposals reviewed: press Enter to mark the image done" in lp.status()
+    assert lp.page.evaluate("() => document.activeElement.classList.contains('ds-done')")
+    statuses = {int(i): s for i, s in zip(*(lambda a: (a.ids, a.status))(
+        project.annotations(image_id, statuses=("accepted", "proposed", "rejected"))), strict=True)}
+    assert (statuses[ids[0]], statuses[ids[1]]) == ("accepted", "rejected")
+    lp.page.keyboard.press("Enter")
+    lp.page.wait_for_function("() => document.querySelector('#ds-label .ds-imgstatus').textContent === 'done'")
+    assert project.image(image_id).status == "done"
+    lp.page.keyboard.press("Control+z")
+    lp.idle()
+    assert "Undone: review of #" in lp.status()
+    _, back = project.annotation(ids[1])
+    assert back.status.tolist() == ["proposed"] and project.image(image_id).status == "unlabeled"
+    ctx.close()

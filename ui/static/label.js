@@ -99,6 +99,15 @@ function drawMask(o, color, alpha, lineWidth, dash) {
   }
   ctx.setLineDash([]);
 }
+function tag(a, sel) {
+  // a proposal's class and score above its box, in screen-sized type
+  const text = `${nameOf(a.class_id)}${a.score != null ? " " + a.score.toFixed(2) : ""}`;
+  const fs = 12 / st.scale, x = a.mask.x, y = Math.max(fs, a.mask.y - 3 / st.scale);
+  ctx.font = `${sel ? "bold " : ""}${fs}px sans-serif`;
+  const w = ctx.measureText(text).width + 6 / st.scale;
+  ctx.fillStyle = "rgba(0,0,0,0.6)"; ctx.fillRect(x, y - fs, w, fs + 3 / st.scale);
+  ctx.fillStyle = colorOf(a.class_id); ctx.fillText(text, x + 3 / st.scale, y);
+}
 function draw() {
   const dpr = window.devicePixelRatio || 1;
   ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -110,7 +119,8 @@ function draw() {
   for (const a of st.anns) {
     if (st.pending && st.pending.editing === a.id) continue;
     const sel = st.sel === a.id;
-    drawMask(a, colorOf(a.class_id), a.status === "proposed" ? 0.18 : (sel ? 0.5 : 0.32), sel ? 3 : 1.5, a.status === "proposed");
+    drawMask(a, colorOf(a.class_id), a.status === "proposed" ? (sel ? 0.3 : 0.18) : (sel ? 0.5 : 0.32), sel ? 3 : 1.5, a.status === "proposed");
+    if (a.status === "proposed" && a.mask) tag(a, sel);
   }
   const p = st.pending;
   if (p && p.candidates.length) {
@@ -345,6 +355,50 @@ function move(dir) {
   const id = dir < 0 ? st.image.prev : st.image.next;
   if (id != null) openImage(id);
 }
+const proposals = () => st.anns.filter((a) => a.status === "proposed");
+function selected() { return st.anns.find((a) => a.id === st.sel && a.status === "proposed"); }
+function stepProposal(dir) {
+  const ps = proposals();
+  if (!ps.length) return status("No proposals on this image.");
+  const k = ps.findIndex((a) => a.id === st.sel);
+  const a = ps[k < 0 ? (dir > 0 ? 0 : ps.length - 1) : (k + dir + ps.length) % ps.length];
+  st.sel = a.id; renderAnns(); draw();
+  status(`Proposal #${a.id}: ${nameOf(a.class_id)}${a.score != null ? " " + a.score.toFixed(2) : ""} (${a.source}). ` +
+         "Y accept, X reject, 1-9 its class, click inside to refine.");
+}
+function reviewProposal(verdict) {
+  const a = selected() || proposals()[0];
+  if (!a) return status("No proposal to review: J/K step through them when there are.");
+  const ps = proposals(), k = ps.findIndex((p) => p.id === a.id);
+  run(() => api("review", a.id, verdict), async (r) => {
+    await applyChange(r);
+    const left = proposals();
+    const what = r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected")
+      : "rejected: it covers a saved label";
+    if (!left.length) {
+      st.sel = null; renderAnns(); draw();
+      status(`#${a.id} ${what}. All proposals reviewed: press Enter to mark the image done (Ctrl+Z undoes).`, "ok");
+      $(".ds-done").focus({ preventScroll: true });
+    } else {
+      st.sel = left[Math.min(k, left.length - 1)].id; renderAnns(); draw();
+      status(`#${a.id} ${what}; ${left.length} proposal${left.length > 1 ? "s" : ""} left (Y accept, X reject, J/K step).`, "ok");
+    }
+  });
+}
+function proposalAt(p) {
+  // the proposal whose mask holds image point p (outline hit test inside its box)
+  for (const a of proposals()) {
+    const m = a.mask;
+    if (!m || p[0] < m.x || p[1] < m.y || p[0] >= m.x + m.w || p[1] >= m.y + m.h) continue;
+    const path = new Path2D();
+    for (const poly of m.outline) {
+      for (let i = 0; i < poly.length; i += 2) path[i ? "lineTo" : "moveTo"](poly[i] + 0.5, poly[i + 1] + 0.5);
+      path.closePath();
+    }
+    if (ctx.isPointInPath(path, p[0], p[1]) || m.w * m.h < 9) return a;
+  }
+  return null;
+}
 function setImageStatus(s) {
   run(() => api("set_image_status", s), (r) => { st.image.status = r.image_status; renderImage(); status(`Image marked ${r.image_status}.`, "ok"); });
 }
@@ -407,6 +461,8 @@ canvas.addEventListener("pointerup", (e) => {
     prompt("box", [x0, y0, x1, y1]);
   } else if (inside(d.start)) {
     const neg = d.button === 2 || (d.button === 0 && (st.neg || e.altKey));
+    const hit = !neg && !(st.pending && st.pending.candidates.length) ? proposalAt(d.start) : null;
+    if (hit) editAnn(hit.id);  // a click inside a proposal refines it, starting from its mask
     prompt(neg ? "neg" : "pos", d.start);
   }
   draw();
@@ -429,11 +485,22 @@ document.addEventListener("keydown", (e) => {
   if ((tag === "INPUT" && t.type !== "range") || tag === "TEXTAREA" || (tag === "SELECT" && !element.contains(t))) return;
   if (t && t.isContentEditable) return;
   const k = e.key;
+  if (tag === "BUTTON" && (k === "Enter" || k === " ")) return;  // a focused button (Mark done) takes its own keys
   if ((e.ctrlKey || e.metaKey) && (k === "z" || k === "Z")) { e.preventDefault(); undo(); return; }
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (k === "Enter") { e.preventDefault(); if (st.poly && st.poly.pts.length >= 3) commitPoly(); else accept(); }
   else if (k === "Escape") { e.preventDefault(); clearPrompt(); }
-  else if (k >= "1" && k <= "9") { const c = st.classes[Number(k) - 1]; if (c) setClass(c.id); }
+  else if (k >= "1" && k <= "9") {
+    const c = st.classes[Number(k) - 1], a = selected();
+    if (c && a && !(st.pending && st.pending.candidates.length)) {
+      setClass(c.id);
+      run(() => api("set_class", a.id, c.id), (r) => { applyChange(r); st.sel = a.id; status(`Proposal #${a.id} is now ${c.name}; Y accepts it.`, "ok"); });
+    } else if (c) setClass(c.id);
+  }
+  else if (k === "y" || k === "Y") reviewProposal("accepted");
+  else if (k === "x" || k === "X") reviewProposal("rejected");
+  else if (k === "j" || k === "J") stepProposal(1);
+  else if (k === "k" || k === "K") stepProposal(-1);
   else if (k === "a" || k === "A" || k === "ArrowLeft") { e.preventDefault(); move(-1); }
   else if (k === "d" || k === "D" || k === "ArrowRight") { e.preventDefault(); move(1); }
   else if (k === "c" || k === "C") { const p = st.pending; if (p && p.candidates.length > 1) choose((p.chosen + 1) % p.candidates.length); }
