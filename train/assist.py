@@ -147,3 +147,54 @@ def summary(state: AssistState) -> str:
 def as_json(state: AssistState) -> dict[str, Any]:
     return {"models": [asdict(m) for m in state.models], "running": state.running, "tried": list(state.tried),
             "scores": np.round([m.score for m in state.models], 4).tolist()}
+
+
+class Runner:
+    """The assist in a server: a daemon thread that, while ``enabled``, starts a round whenever one
+    is due, waits for it (the training is another process, at one thread and low priority) and
+    proposes with the model when it is better. ``poll_s``: how often it looks."""
+
+    def __init__(self, project: Project, enabled: bool = True, poll_s: float = 10.0,
+                 base: TrainSettings | None = None) -> None:
+        import threading
+
+        self.project, self.enabled, self.poll_s, self.base = project, enabled, poll_s, base
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="assist", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            if self.enabled:
+                try:
+                    self.step()
+                except Exception as err:  # noqa: BLE001 - a failed round is shown, the server goes on
+                    self.last_error = f"{type(err).__name__}: {err}"[:300]
+
+    def step(self) -> AssistModel | None:
+        """One look: finish a round whose training ended, or start one that is due."""
+        state = load(self.project)
+        if state.running:
+            if not jobs.get(self.project, state.running).finished:
+                return None
+            return finish_round(self.project, state)
+        if due(self.project, state):
+            start_round(self.project, state, self.base)
+        return None
+
+    def view(self) -> str:
+        """What the Label screen shows: the model, its figures, what it proposed (or why not yet)."""
+        state = load(self.project)
+        if not self.enabled:
+            return "Assist is off."
+        text = summary(state)
+        if state.best is None and not state.running:
+            done = len(self.project.images("done"))
+            text += f": the first round starts when {MIN_DONE} images are done ({done} so far)"
+        if self.last_error:
+            text += f". Last round failed: {self.last_error}"
+        return text
+
+    def close(self) -> None:
+        self._stop.set()

@@ -32,7 +32,7 @@ from data.export import export_project, not_done_message, zip_export
 from data.import_report import markdown as import_markdown
 from data.importers import import_sources
 from data.store import Project
-from train import jobs
+from train import assist, jobs
 from train.proposer import register as register_run_proposer
 from ui.errors import user_error
 from ui.label_api import LabelService
@@ -150,9 +150,13 @@ def export_markdown(res) -> str:
 
 
 def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = None,
-              import_dir: str | Path | None = None, service: LabelService | None = None) -> gr.Blocks:
+              import_dir: str | Path | None = None, service: LabelService | None = None,
+              assist_on: bool = False) -> gr.Blocks:
+    """The app. ``assist_on``: start the assist (background model rounds) switched on; the server
+    does (``python app.py serve``), tests and benches leave it off unless they test it."""
     register_run_proposer()  # the server may be built without app.py (tests, notebooks)
     service = service or LabelService(project, segmenter, weights_dir=weights_dir)
+    helper = assist.Runner(project, enabled=assist_on)
 
     jobs.refresh(project)  # a job left "running" by a previous server is marked interrupted (resumable)
     cancel_events: dict[str, threading.Event] = {}
@@ -203,6 +207,13 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
             with gr.Tab("Label", id="label"):
                 canvas = label_canvas(service)
+                with gr.Row():
+                    assist_box = gr.Checkbox(value=assist_on, label="Assist: a model keeps proposing while you label",
+                                             info=f"trains in the background (one CPU thread, low priority) once "
+                                                  f"{assist.MIN_DONE} images are done, and proposes on the images "
+                                                  f"not yet done when it beats the last model", scale=1)
+                    assist_md = gr.Markdown(helper.view())
+                assist_timer = gr.Timer(5.0)
 
             with gr.Tab("Review", id="review"):
                 with gr.Row():
@@ -497,7 +508,15 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
 
         # the Review tab lists images with proposals when opened
         demo.load(refresh_review, [rv_image], rv_outputs[1:])
+
+        def set_assist(on):
+            helper.enabled = bool(on)
+            return helper.view()
+
+        assist_box.change(set_assist, [assist_box], [assist_md])
+        assist_timer.tick(helper.view, None, [assist_md], show_progress="hidden", concurrency_id="assist-view")
     demo.ds_service = service  # tests and benches reach the session store through the app
+    demo.ds_assist = helper
     return demo
 
 

@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise InputError(f"--import-dir {import_dir} is not a folder.")
     project = open_project(args.project)
     segmenter = make_segmenter(project, args.segmenter, args.weights_dir, args.device)
-    demo = build_app(project, segmenter, weights_dir=args.weights_dir, import_dir=import_dir)
+    demo = build_app(project, segmenter, weights_dir=args.weights_dir, import_dir=import_dir, assist_on=True)
     if args.host not in ("127.0.0.1", "localhost") and auth is None:
         print(f"warning: serving on {args.host} without --auth: anyone who can reach it can edit the project.",
               file=sys.stderr)

@@ -81,3 +81,14 @@ def test_an_assist_round_end_to_end(tmp_path, monkeypatch):
     assert second is not None and second.version == 2
     assert len(project.annotations(new[0], statuses=("proposed",))) == 0  # rejected: not proposed again
     assert len(project.annotations(new[1], statuses=("proposed",))) == 1  # replaced, not doubled
+
+
+def test_the_runner_says_what_it_waits_for_and_starts_nothing_early(tmp_path):
+    project = make_project(tmp_path / "p", n=6, n_good=2)
+    off = assist.Runner(project, enabled=False, poll_s=3600)
+    assert off.view() == "Assist is off."
+    on = assist.Runner(project, enabled=True, poll_s=3600)
+    assert on.step() is None and not jobs.list_runs(project)  # 6 done images: below MIN_DONE
+    assert on.view() == "no assist model yet: the first round starts when 8 images are done (6 so far)"
+    off.close()
+    on.close()
