@@ -18,6 +18,7 @@ scratch found anything in ``bench train``'s runs; it is not yet fitted by ``benc
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,6 @@ class Runner:
 
     def __init__(self, project: Project, enabled: bool = True, poll_s: float = 10.0,
                  base: TrainSettings | None = None) -> None:
-        import threading
-
         self.project, self.enabled, self.poll_s, self.base = project, enabled, poll_s, base
         self.last_error: str | None = None
         self._stop = threading.Event()
