@@ -55,6 +55,7 @@ class AssistState:
     models: list[AssistModel] = field(default_factory=list)
     running: str | None = None  # the run of the round in flight
     tried: list[str] = field(default_factory=list)  # runs that did not beat the model before them
+    last_done: int = 0  # done images when the last round started
 
     @property
     def best(self) -> AssistModel | None:
@@ -66,7 +67,8 @@ def load(project: Project) -> AssistState:
     if not path.is_file():
         return AssistState()
     doc = json.loads(path.read_text(encoding="utf-8"))
-    return AssistState([AssistModel(**m) for m in doc.get("models", [])], doc.get("running"), doc.get("tried", []))
+    return AssistState([AssistModel(**m) for m in doc.get("models", [])], doc.get("running"), doc.get("tried", []),
+                       int(doc.get("last_done", 0)))
 
 
 def save(project: Project, state: AssistState) -> None:
@@ -74,7 +76,7 @@ def save(project: Project, state: AssistState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{path}.tmp")
     tmp.write_text(json.dumps({"models": [asdict(m) for m in state.models], "running": state.running,
-                               "tried": state.tried}, indent=1), encoding="utf-8")
+                               "tried": state.tried, "last_done": state.last_done}, indent=1), encoding="utf-8")
     tmp.replace(path)
 
 
@@ -83,8 +85,8 @@ def due(project: Project, state: AssistState) -> bool:
     if state.running:
         return False
     done = len(project.images("done"))
-    last = state.best.done_images if state.best else 0
-    return done >= MIN_DONE and done - last >= (NEW_DONE if state.best else 0)
+    tried = state.best is not None or state.tried  # after any round, the next waits for NEW_DONE more images
+    return done >= MIN_DONE and (not tried or done - state.last_done >= NEW_DONE)
 
 
 def start_round(project: Project, state: AssistState, base: TrainSettings | None = None) -> str:
@@ -93,7 +95,7 @@ def start_round(project: Project, state: AssistState, base: TrainSettings | None
     model = _warm_start(project, state) or s.model
     settings = replace(s, model=model, time_hours=ROUND_HOURS, threads=1, nice=10)
     run_id = jobs.submit(project, settings)
-    state.running = run_id
+    state.running, state.last_done = run_id, len(project.images("done"))
     save(project, state)
     return run_id
 

@@ -72,7 +72,9 @@ def test_an_assist_round_end_to_end(tmp_path, monkeypatch):
     # a rejected spot is not proposed again by a later model; the older model's unreviewed ones are replaced
     first = project.annotations(new[0], statuses=("proposed",))
     project.set_annotation_status([int(first.ids[0])], "rejected")
-    state.models[-1] = replace(state.models[-1], score=-0.5, done_images=0)  # let the next round count as better
+    state.models[-1] = replace(state.models[-1], score=-0.5)  # let the next round count as better
+    assert not assist.due(project, state)  # a round waits for NEW_DONE more done images than the last
+    state.last_done -= assist.NEW_DONE
     assert assist.due(project, state)
     run2 = assist.start_round(project, state, TINY)
     assert jobs.get(project, run2).settings.model == str(jobs.get(project, run_id).best_weights)  # warm start
