@@ -74,62 +74,44 @@ def stroke_crop(base: tuple[np.ndarray, int, int] | None, height: int, width: in
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     reach = FAR * max(height, width, 1)
     if len(pts) > 1 and (pts.min() < -reach or pts.max() > max(height, width) + reach):
-        # A vertex far outside (a browser may send 1e308): only the part of each segment near the
-        # image can paint, so cut the segments there before any integer conversion.
-        return _far_stroke(base, height, width, pts, radius, paint, m)
-    pts = np.clip(pts, -reach, max(height, width) + reach)  # a lone far point paints nothing either way
-    ipts = np.round(pts).astype(np.int64)
-    x0, y0 = int(ipts[:, 0].min()) - m, int(ipts[:, 1].min()) - m
-    x1, y1 = int(ipts[:, 0].max()) + m + 1, int(ipts[:, 1].max()) + m + 1
+        # A vertex far outside (a browser may send 1e308): only the part of each segment within the
+        # brush's reach ``m`` of the image can paint, so the segments are cut there before any
+        # integer conversion and drawn one by one (a thick polyline is the union of its segments).
+        lo, hi = np.array([-m, -m], np.float64), np.array([width + m, height + m], np.float64)
+        lines = [np.stack(seg) for a, b in zip(pts[:-1], pts[1:], strict=True) if (seg := _clip_segment(a, b, lo, hi))]
+        ends = [q for q in (pts[0], pts[-1]) if (q >= lo).all() and (q <= hi).all()]
+    else:
+        pts = np.clip(pts, -reach, max(height, width) + reach)  # a lone far point paints nothing either way
+        lines, ends = ([pts] if len(pts) > 1 else []), [pts[0], pts[-1]]
+    return _draw_stroke(base, height, width, lines, ends, radius, paint, m)
+
+
+def _draw_stroke(base: tuple[np.ndarray, int, int] | None, height: int, width: int, lines: list[np.ndarray],
+                 ends: list[np.ndarray], radius: float, paint: bool, m: int) -> tuple[np.ndarray, int, int]:
+    """Thick ``lines`` and round ``ends`` (image pixels, near the image) drawn over ``base`` in the
+    window they span (grown by ``m``) joined with the base crop; the new mask as a tight crop."""
+    empty = base if base is not None else (np.zeros((0, 0), dtype=bool), 0, 0)
+    near = [np.round(np.asarray(v, dtype=np.float64).reshape(-1, 2)).astype(np.int64) for v in [*lines, *ends]]
+    if not near:
+        return empty
+    every = np.concatenate(near)
+    x0, y0 = (int(v) - m for v in every.min(axis=0))
+    x1, y1 = (int(v) + m + 1 for v in every.max(axis=0))
     if base is not None and base[0].size:
         c, cx, cy = base
         x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + c.shape[1]), max(y1, cy + c.shape[0])
     x0, y0 = min(max(x0, 0), width), min(max(y0, 0), height)
     x1, y1 = max(x0, min(x1, width)), max(y0, min(y1, height))
     if x1 <= x0 or y1 <= y0:  # the stroke misses the image and there is no mask
-        return np.zeros((0, 0), dtype=bool), 0, 0
-    canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    if base is not None:
-        paste_crop(canvas, base[0], base[1] - x0, base[2] - y0, 1)
-    local = (ipts - (x0, y0)).astype(np.int32)
-    r, thick, value = int(round(radius)), max(1, int(round(2 * radius))), 1 if paint else 0
-    if len(local) == 1:
-        cv2.circle(canvas, (int(local[0, 0]), int(local[0, 1])), r, value, -1)
-    else:
-        cv2.polylines(canvas, [local.reshape(-1, 1, 2)], False, value, thick)
-        for p in (local[0], local[-1]):
-            cv2.circle(canvas, (int(p[0]), int(p[1])), r, value, -1)
-    return crop_tight(canvas.astype(bool), x0, y0)
-
-
-def _far_stroke(base: tuple[np.ndarray, int, int] | None, height: int, width: int, pts: np.ndarray,
-                radius: float, paint: bool, m: int) -> tuple[np.ndarray, int, int]:
-    """:func:`stroke_crop` of a polyline reaching far outside the image: each segment cut to the image
-    grown by the brush's reach ``m`` (nothing beyond can paint), then drawn as the polyline would be."""
-    lo, hi = np.array([-m, -m], np.float64), np.array([width + m, height + m], np.float64)
-    segments = [seg for a, b in zip(pts[:-1], pts[1:], strict=True) if (seg := _clip_segment(a, b, lo, hi))]
-    ends = [p for p in (pts[0], pts[-1]) if (p >= lo).all() and (p <= hi).all()]
-    if not segments and not ends:
-        return base if base is not None else (np.zeros((0, 0), dtype=bool), 0, 0)
-    near = np.array([v for seg in segments for v in seg] + ends, dtype=np.float64).reshape(-1, 2)
-    x0, y0 = (max(0, int(np.floor(v)) - m) for v in near.min(axis=0))
-    x1, y1 = (int(np.ceil(v)) + m + 1 for v in near.max(axis=0))
-    if base is not None and base[0].size:
-        c, cx, cy = base
-        x0, y0, x1, y1 = min(x0, cx), min(y0, cy), max(x1, cx + c.shape[1]), max(y1, cy + c.shape[0])
-    x1, y1 = min(x1, width), min(y1, height)
-    if x1 <= x0 or y1 <= y0:
-        return base if base is not None else (np.zeros((0, 0), dtype=bool), 0, 0)
+        return empty
     canvas = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
     if base is not None:
         paste_crop(canvas, base[0], base[1] - x0, base[2] - y0, 1)
     r, thick, value = int(round(radius)), max(1, int(round(2 * radius))), 1 if paint else 0
-    for a, b in segments:
-        seg = (np.round(np.stack([a, b])) - (x0, y0)).astype(np.int32)
-        cv2.polylines(canvas, [seg.reshape(-1, 1, 2)], False, value, thick)
-    for p in ends:
-        q = np.round(p - (x0, y0)).astype(np.int32)
-        cv2.circle(canvas, (int(q[0]), int(q[1])), r, value, -1)
+    for line in near[: len(lines)]:
+        cv2.polylines(canvas, [(line - (x0, y0)).astype(np.int32).reshape(-1, 1, 2)], False, value, thick)
+    for q in near[len(lines):]:
+        cv2.circle(canvas, (int(q[0, 0] - x0), int(q[0, 1] - y0)), r, value, -1)
     return crop_tight(canvas.astype(bool), x0, y0)
 
 
