@@ -186,9 +186,13 @@ def _export(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     counts = {"train": sum(1 for v in split.values() if v == "train"), "val": sum(1 for v in split.values() if v == "val")}
+    return ExportResult(out, counts, n_ann, class_names, content_hash, *losses, not_done_counts(project))
+
+
+def not_done_counts(project: Project) -> tuple[int, int]:
+    """(images, accepted annotations) on images not marked done: what export and training leave out."""
     waiting = project.labels_not_done()
-    not_done = (len(waiting), sum(n for _, n, _ in waiting))
-    return ExportResult(out, counts, n_ann, class_names, content_hash, *losses, not_done)
+    return len(waiting), sum(n for _, n, _ in waiting)
 
 
 def not_done_message(images: int, annotations: int, how: str) -> str:

@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from annotate.autolabel import autolabel
 from data.store import Project
 from train import jobs, runs
@@ -160,7 +158,7 @@ def summary(state: AssistState) -> str:
 
 def as_json(state: AssistState) -> dict[str, Any]:
     return {"models": [asdict(m) for m in state.models], "running": state.running, "tried": list(state.tried),
-            "scores": np.round([m.score for m in state.models], 4).tolist()}
+            "scores": [round(m.score, 4) for m in state.models]}
 
 
 class Runner:

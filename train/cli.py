@@ -20,7 +20,7 @@ from annotate.proposers.registry import proposer_statuses
 from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
 from data.coco import image_to_coco, write_results
 from data.errors import InputError, StudioError
-from data.export import not_done_message
+from data.export import not_done_counts, not_done_message
 from data.jsonout import write_json
 from data.store import Project
 from runtime.status import format_table
@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Queue a run, start it, and follow it in the foreground (Ctrl-C cancels it)."""
     project = Project(args.project)
     settings = validate_settings(settings_from_args(args))
-    left = not_done_message(len(w := project.labels_not_done()), sum(n for _, n, _ in w),
+    left = not_done_message(*not_done_counts(project),
                             f"`python app.py mark-done --project {args.project}` marks them done.")
     if left:
         print(f"NOTE: {left}", flush=True)

@@ -18,7 +18,7 @@ import gradio as gr
 from matplotlib.figure import Figure
 
 from data.errors import InputError, StudioError
-from data.export import not_done_message
+from data.export import not_done_counts, not_done_message
 from data.store import Project
 from train import advice, jobs, runs
 from train.jobs import RunRecord
@@ -60,9 +60,8 @@ def dataset_line(project: Project) -> str:
     s = dataset_summary(project)
     line = (f"Training uses **{s.done} done** images with **{s.accepted} accepted annotations** and "
             f"**{s.good} good** (defect-free) images as background.")
-    waiting = project.labels_not_done()
-    left = not_done_message(len(waiting), sum(n for _, n, _ in waiting), "**Mark labelled images done** below "
-                            "marks those whose proposals are all reviewed.")
+    left = not_done_message(*not_done_counts(project), "**Mark labelled images done** below marks those whose "
+                            "proposals are all reviewed.")
     if left:
         line += f" ⚠️ {left}"
     if not s.usable:
