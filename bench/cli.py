@@ -67,9 +67,13 @@ def cmd_bench_export(args: argparse.Namespace) -> int:
 def cmd_bench_loop(args: argparse.Namespace) -> int:
     base = loop.LoopSettings(budget_actions=args.budget_actions, budget_min=args.budget_min, policy=args.policy,
                              segmenter=args.segmenter, seed=args.seed, imgsz=args.imgsz, device=args.device)
-    modes = [False] if args.no_assist else [True, False]  # the baseline beside the assisted run
-    results = [loop.run_loop(args.images, args.gt, args.test_images, args.test_gt, replace(base, assist=a))
-               for a in modes]
+    # The baseline beside the assisted run; "least sure first" beside "in order" (the baseline has no
+    # model to be unsure, so its order is the seeded one either way and it runs once).
+    modes = [(True, args.policy)] + ([(True, "order")] if args.policy != "order" else []) + [(False, "order")]
+    if args.no_assist:
+        modes = [(False, "order")]
+    results = [loop.run_loop(args.images, args.gt, args.test_images, args.test_gt, replace(base, assist=a, policy=p))
+               for a, p in modes]
     print(loop.format_report(results))
     write_json({"settings": asdict(base), "runs": results}, getattr(args, "json", None))
     return 0

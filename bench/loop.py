@@ -13,13 +13,12 @@ jobs; only its eyes are the ground truth. Every action costs 1:
   refinement, its class if it differs from the one last used (1), accept (1);
 - marking the image done, or good when it holds no defect (1).
 
-Proposals: once :data:`ANOMALY_MIN_GOOD` images are marked good, the anomaly proposer (fitted on
-them) proposes on the images not yet done, in the class the user labelled most (the app's
-"before the first model" assist). Then the assist's rounds (:mod:`train.assist`, as the app runs
-them, the bench waiting for each): when enough images are done, a model is trained (warm-started
-from the last one), and when it beats the last one it proposes on the images not yet done, the
-next ones first; each new model is scored on the test set (outside the time budget) for the
-curve. ``--no-assist`` is the baseline: no proposals, one training at the end. Both train once
+Proposals come from the app's assist (:mod:`train.assist`, run as the app runs it, the bench
+waiting for each step): the anomaly proposer once enough images are good, then the model rounds,
+each kept when its proposals save more on the round's validation images than the proposer's
+before it; each kept model is scored on the test set (outside the time budget) for the curve.
+``--policy uncertainty``: once there is a model, the next image is the one it is least sure of
+(:func:`train.assist.next_unsure`); before, and with ``order``, the seeded order. ``--no-assist`` is the baseline: no proposals, one training at the end. Both train once
 more at the end, in the time left.
 
 The time budget is wall time for everything but the test-set evaluation: the user, the
@@ -39,8 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from annotate.autolabel import autolabel
-from annotate.proposers.registry import create_proposer
 from annotate.segmenters.registry import create_segmenter
 from bench.clicks import next_click
 from bench.train import evaluate_coco
@@ -57,7 +54,7 @@ MATCH_IOU = 0.5
 TARGET_IOU = 0.85
 MAX_CLICKS = 10
 JITTER = 0.05
-ANOMALY_MIN_GOOD = 3
+POLICIES = ("order", "uncertainty")
 MIN_TRAIN_S = 60.0  # a training that would get less than this is not started: the budget is spent
 
 
@@ -102,9 +99,8 @@ class LoopSettings:
 def run_loop(images: Path, gt: Path, test_images: Path, test_gt: Path, settings: LoopSettings,
              say=print) -> dict[str, Any]:
     """One simulated session (assist as ``settings`` says); the test-set scores of its model."""
-    if settings.policy != "order":
-        raise InputError("--policy uncertainty (the next image the model is least sure of) is not built yet; "
-                         "use --policy order.")
+    if settings.policy not in POLICIES:
+        raise InputError(f"--policy must be one of {', '.join(POLICIES)}, not '{settings.policy}'.")
     truth = {_sha(g.path): g for g in read_ground_truth(images, gt)}
     read_ground_truth(test_images, test_gt)  # fail early on a bad test set
     start = time.time()
@@ -125,7 +121,8 @@ def run_loop(images: Path, gt: Path, test_images: Path, test_gt: Path, settings:
         wall_s = time.time() - start - (scores or {}).get("evaluate_s", 0.0)
         instances = user.instances
         out = {
-            "mode": "assist" if settings.assist else "no assist",
+            "mode": (f"assist, {'least sure first' if settings.policy == 'uncertainty' else 'in order'}"
+                     if settings.assist else "no assist"),
             "actions": tally.actions, "actions_by_kind": dict(tally.kinds), "images_done": user.done,
             "images_good": user.good, "instances_labelled": len(instances),
             "actions_per_instance": _per(instances), "actions_per_instance_by_source": {
@@ -164,7 +161,6 @@ class _User:
         self.instances: list[_Instance] = []
         self.proposal_outcomes: Counter = Counter()
         self.done = self.good = 0
-        self.proposed = False
         self.state = assist.AssistState()
         self.curve: list[list] = []  # [actions, test mask mAP50, model version] after each assist model
         self.test: tuple[Path, Path] = (Path(), Path())
@@ -173,16 +169,20 @@ class _User:
                                   weights_dir=str(project.path("cache", "no-weights")))
 
     def work(self) -> None:
-        order = self.project.images()
-        order = [order[k] for k in self.rng.permutation(len(order)) if order[k].sha256 in self.truth]
-        for k, rec in enumerate(order):
-            self._label(self.project.image(rec.id))
+        images = self.project.images()
+        todo = [images[k].id for k in self.rng.permutation(len(images)) if images[k].sha256 in self.truth]
+        while todo:
+            image_id = todo[0]
+            if self.settings.policy == "uncertainty" and self.state.best is not None:
+                image_id = assist.next_unsure(self.project, self.state, todo)  # the one the model is least sure of
+            todo.remove(image_id)
+            self._label(self.project.image(image_id))
             if not self.settings.assist:
                 continue
-            if not self.proposed and self.good >= ANOMALY_MIN_GOOD:
-                self._propose()
+            if assist.anomaly_due(self.project, self.state):
+                self._propose(todo)
             if assist.due(self.project, self.state):
-                self._round([r.id for r in order[k + 1:]])
+                self._round(todo)
 
     def _round(self, upcoming: list[int]) -> None:
         """One assist round as the app runs it; the bench waits for it (inside the time budget)."""
@@ -200,14 +200,10 @@ class _User:
         self.tally.deadline += scores["evaluate_s"]  # the test set is scored outside the budget
         self.curve.append([self.tally.actions, scores["mask"]["mAP50"], model.version])
 
-    def _propose(self) -> None:
-        self.proposed = True
-        counts = Counter(int(c) for r in self.project.images("done")
-                         for c in self.project.annotations(r, ("accepted",), with_masks=False).class_id)
-        cls = counts.most_common(1)[0][0] if counts else self.project.classes()[0].id
-        proposer = create_proposer("anomaly", project=self.project, class_id=cls)
+    def _propose(self, upcoming: list[int]) -> None:
+        """Before the first model: the anomaly proposer, as the app's assist runs it."""
         t = time.time()
-        rep = autolabel(self.project, proposer, self.segmenter, select="unlabeled", class_id=cls)
+        rep = assist.propose_anomaly(self.project, self.state, self.segmenter, order=upcoming)
         self.say(f"anomaly proposals: {rep.proposals_added} on {rep.images_done} images in {time.time() - t:.0f} s")
 
     def _pending_mask(self) -> np.ndarray | None:

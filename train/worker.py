@@ -27,7 +27,7 @@ from data.store import ClassRecord, Project
 from runtime.weights import resolve_device
 from train import jobs
 from train.jobs import RunRecord
-from train.models import resolve_base_model, training_threads, ultralytics_args
+from train.models import MIN_VAL_EARLY_STOP, early_stop_off, resolve_base_model, training_threads, ultralytics_args
 
 
 class _Cancelled(Exception):
@@ -188,6 +188,11 @@ def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dic
         choice = resolve_base_model(s.model, s.task, s.weights_dir)
         if choice.notice:
             print(f"[defect-studio] NOTICE: {choice.notice}", flush=True)
+        n_val = int(rec.n_images.get("val", 0))
+        if early_stop_off(s, n_val):
+            print(f"[defect-studio] NOTE: early stopping is off: {n_val} validation images are too few to tell a "
+                  f"plateau from noise (it needs {MIN_VAL_EARLY_STOP}); training runs to its epochs or time budget",
+                  flush=True)
         jobs.update(project, rec.id, notice=choice.notice, phase="training", epochs=s.epochs)
         model = YOLO(choice.source, task=s.task)
         _add_callbacks(model, progress)
@@ -198,7 +203,7 @@ def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dic
             exist_ok=True,
             device=device,
             verbose=True,
-            **ultralytics_args(s),
+            **ultralytics_args(s, n_val),
         )
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)

@@ -8,6 +8,7 @@ import pytest
 
 from bench import loop
 from data.sample import generate
+from train import assist
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +24,9 @@ def sets(tmp_path_factory):
 def test_a_tiny_loop_counts_every_action_and_scores_its_model(sets, monkeypatch):
     train, test = sets
     monkeypatch.setattr(loop, "MIN_TRAIN_S", 5.0)
-    monkeypatch.setattr(loop, "ANOMALY_MIN_GOOD", 1)  # the first good image starts the proposals
-    settings = loop.LoopSettings(budget_actions=45, budget_min=0.5, assist=True, imgsz=64, device="cpu", seed=0)
+    monkeypatch.setattr(assist, "ANOMALY_MIN_GOOD", 1)  # the first good image starts the proposals
+    settings = loop.LoopSettings(budget_actions=45, budget_min=0.5, assist=True, imgsz=64, device="cpu", seed=0,
+                                 policy="uncertainty")  # before any model: the seeded order
     r = loop.run_loop(train / "images", train / "ground_truth.json", test / "images", test / "ground_truth.json",
                       settings, say=lambda line: None)
     assert r["actions"] <= 45 and sum(r["actions_by_kind"].values()) == r["actions"]
@@ -34,10 +36,11 @@ def test_a_tiny_loop_counts_every_action_and_scores_its_model(sets, monkeypatch)
     assert r["train"] is not None and r["test"]["test_images"] == 3
     assert 0.0 <= r["test"]["mask"]["mAP50"] <= 1.0 and r["curve"][0][0] == r["actions"]
     assert r["wall_min"] <= 0.5 + 0.5  # the budget holds, up to the final validation
+    assert r["actions_per_instance_by_source"].get("anomaly") is None or r["proposals"]
 
 
-def test_the_uncertainty_policy_is_refused_until_models_propose(sets):
+def test_an_unknown_policy_is_refused(sets):
     train, test = sets
-    with pytest.raises(Exception, match="uncertainty"):
+    with pytest.raises(Exception, match="--policy must be one of order, uncertainty"):
         loop.run_loop(train / "images", train / "ground_truth.json", test / "images", test / "ground_truth.json",
-                      loop.LoopSettings(policy="uncertainty"), say=lambda line: None)
+                      loop.LoopSettings(policy="random"), say=lambda line: None)

@@ -13,7 +13,7 @@ import pytest
 from data.annotations import Annotations
 from tests.train.conftest import make_project
 from train import advice
-from train.models import TrainSettings, training_threads, ultralytics_args
+from train.models import MIN_VAL_EARLY_STOP, TrainSettings, training_threads, ultralytics_args
 from train.worker import _Progress
 
 
@@ -107,3 +107,10 @@ def test_a_time_budget_stops_at_the_epochs_too(tmp_path, replanned, epoch, cap, 
     trainer._setup_scheduler = lambda: setattr(trainer, "scheduler", _Scheduler())
     progress.cap_epochs(trainer)
     assert (trainer.epochs, trainer.args.epochs, trainer.stop) == (epochs_after, epochs_after, stop)
+
+
+def test_early_stopping_is_off_below_ten_validation_images():
+    s = TrainSettings(patience=30)
+    assert ultralytics_args(s, MIN_VAL_EARLY_STOP - 1)["patience"] == 10**6  # a few images: stops on noise
+    assert ultralytics_args(s, MIN_VAL_EARLY_STOP)["patience"] == 30
+    assert ultralytics_args(s)["patience"] == 30  # not known (a given dataset folder read later): as asked
