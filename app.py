@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench.add_parser("ui", help="click-to-overlay latency in a headless browser")
     _project(p, required=False)
     p.add_argument("--clicks", type=int, default=30)
+    p.add_argument("--with-round", action="store_true",
+                   help="also time the clicks while an assist round trains (one thread, low priority), beside idle ones")
     _models(p)
     _json(p)
     return parser

@@ -104,7 +104,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 def cmd_bench_ui(args: argparse.Namespace) -> int:
     project = Project(args.project) if getattr(args, "project", None) else None
     r = ui.run_bench_ui(project, int(args.clicks), getattr(args, "segmenter", None),
-                        getattr(args, "weights_dir", None), getattr(args, "device", "auto"))
+                        getattr(args, "weights_dir", None), getattr(args, "device", "auto"),
+                        with_round=bool(getattr(args, "with_round", False)))
     print(ui.format_bench(r))
     write_json(r, getattr(args, "json", None))
     return 0

@@ -173,6 +173,9 @@ class LabelService:
         self.sessions = sessions or SessionStore()
         self.notice = fallback_notice(segmenter, weights_dir)
         self.payloads = PayloadCache()
+        # "Next image" (D): None, the next in order; else a function of the image ids not yet done
+        # after the current one (in order) that picks one (the assist's "least sure first").
+        self.next_chooser: Callable[[list[int]], int | None] | None = None
         self._prefetcher = None
         if prefetch:
             self._prefetcher = Prefetcher(segmenter)
@@ -235,11 +238,21 @@ class LabelService:
             "image": {"id": rec.id, "name": rec.name, "width": rec.width, "height": rec.height,
                       "status": rec.status, "index": index, "total": len(images),
                       "prev": images[index - 1].id if index > 0 else None,
-                      "next": images[index + 1].id if index + 1 < len(images) else None},
+                      "next": self._next_image(images, index)},
             "src": image_data_url(rgb),
             "annotations": self._annotations(rec.id),
             "pending": self._pending_view(s, 0.0),
         }
+
+    def _next_image(self, images: list, index: int) -> int | None:
+        """The image D opens: the next in order, or the chooser's pick among those not yet done
+        (wrapping around past the last, so the least sure one anywhere is reachable)."""
+        in_order = images[index + 1].id if index + 1 < len(images) else None
+        if self.next_chooser is None:
+            return in_order
+        rest = images[index + 1:] + images[:index]
+        todo = [r.id for r in rest if r.status == "unlabeled"]
+        return (self.next_chooser(todo) if todo else None) or in_order
 
     def _prefetch_after(self, image_id: int) -> None:
         if self._prefetcher is None:

@@ -442,3 +442,15 @@ def test_undo_history_of_30_edits_on_a_12_mp_image_holds_no_full_size_mask(tmp_p
     for _ in range(30):
         service.undo(token)
     assert len(project.annotations(image_id)) == 0
+
+
+def test_next_image_is_in_order_or_the_choosers_pick_among_those_not_done(service, project):
+    token = service.open_page("owner-a")
+    assert service.open_image(token, 1)["image"]["next"] == 2
+    project.set_image_status(3, "good")
+    seen = []
+    service.next_chooser = lambda todo: seen.append(todo) or todo[-1]
+    assert service.open_image(token, 2)["image"]["next"] == 1  # past the last, the first is not done yet
+    assert seen == [[1]]  # image 3 is good: not offered
+    service.next_chooser = lambda todo: None  # nothing to choose: the next in order
+    assert service.open_image(token, 1)["image"]["next"] == 2
