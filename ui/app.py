@@ -5,6 +5,8 @@ text and pictures. The Label screen is a ``gr.HTML`` canvas (``ui.label_componen
 clicks bypass the event queue; everything else uses normal Gradio events. Long work
 (import, auto-label, export) streams progress and runs under its own ``concurrency_id``,
 so it never blocks another tab's events (and the click path does not use the queue at all).
+The Review, Train and Predict screens live in their own modules (``ui.review_tab``,
+``ui.train_tab``, ``ui.predict_tab``); this one keeps the wiring between the tabs.
 """
 
 from __future__ import annotations
@@ -13,20 +15,13 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
-from annotate import review
-from annotate.autolabel import autolabel as run_autolabel
-from annotate.autolabel import format_report
-from annotate.proposers.registry import create_proposer, proposer_names
 from annotate.segmenters.base import Segmenter
-from data import render
 from data.errors import StudioError
 from data.export import export_project, not_done_message, zip_export
 from data.import_report import markdown as import_markdown
@@ -38,13 +33,13 @@ from ui.errors import user_error
 from ui.label_api import LabelService
 from ui.label_component import label_canvas, page_value
 from ui.predict_tab import build_predict_tab
+from ui.review_tab import build_review_tab, class_choices, image_of, proposer_choices
 from ui.train_tab import build_train_tab, mark_done
 
 TITLE = "Defect Studio"
 MAX_FILE_SIZE = "512mb"
 IMAGE_COLUMNS = ["id", "name", "status", "saved", "proposed"]
 CLASS_COLUMNS = ["id", "name", "colour", "accepted", "proposed", "rejected"]
-PROPOSAL_COLUMNS = ["id", "class", "score", "source"]
 
 
 
@@ -80,10 +75,6 @@ def summary_md(project: Project) -> str:
     im = s["images"]
     return (f"**{im['total']} images**: {im['unlabeled']} unlabeled, {im['with_proposals']} with proposals, "
             f"{im['done']} done, {im['good']} good (defect-free) &middot; project folder `{s['project']}`")
-
-
-def class_choices(project: Project) -> list[tuple[str, int]]:
-    return [(c.name, c.id) for c in project.classes()]
 
 
 def delete_consequence(project: Project, class_id: int | None, move_to: int | None) -> str:
@@ -149,6 +140,17 @@ def export_markdown(res) -> str:
     return "\n\n".join(lines)
 
 
+NEXT_ORDERS = ["in order", "least sure first"]
+
+
+def set_next_order(project: Project, service: LabelService, order: str) -> None:
+    """The Label screen's D key: the next image in order, or the one the assist model is least sure of."""
+    if order == NEXT_ORDERS[1]:
+        service.next_chooser = lambda todo: assist.next_unsure(project, assist.load(project), todo)
+    else:
+        service.next_chooser = None
+
+
 def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = None,
               import_dir: str | Path | None = None, service: LabelService | None = None,
               assist_on: bool = False) -> gr.Blocks:
@@ -156,10 +158,9 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
     does (``python app.py serve``), tests and benches leave it off unless they test it."""
     register_run_proposer()  # the server may be built without app.py (tests, notebooks)
     service = service or LabelService(project, segmenter, weights_dir=weights_dir)
-    helper = assist.Runner(project, enabled=assist_on)
+    helper = assist.Runner(project, enabled=assist_on, segmenter=segmenter)
 
     jobs.refresh(project)  # a job left "running" by a previous server is marked interrupted (resumable)
-    cancel_events: dict[str, threading.Event] = {}
 
     with gr.Blocks(title=TITLE) as demo:
         token = gr.State("")
@@ -212,45 +213,14 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                                              info=f"trains in the background (one CPU thread, low priority) once "
                                                   f"{assist.MIN_DONE} images are done, and proposes on the images "
                                                   f"not yet done when it beats the last model", scale=1)
+                    next_order = gr.Radio(NEXT_ORDERS, value=NEXT_ORDERS[0], label="Next image (D)",
+                                          info="least sure first: the assist model's least certain image "
+                                               "(in order until a model exists)", scale=1)
                     assist_md = gr.Markdown(helper.view())
                 assist_timer = gr.Timer(5.0)
 
-            with gr.Tab("Review", id="review"):
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        rv_image = gr.Dropdown(label="Image with proposals", choices=[], value=None)
-                        rv_view = gr.Image(label="Proposals (dashed) and saved annotations", interactive=False,
-                                           height=520)
-                    with gr.Column(scale=2):
-                        rv_table = gr.Dataframe(headers=PROPOSAL_COLUMNS, interactive=False,
-                                                label="Proposals on this image (select a row)")
-                        rv_sel = gr.Number(label="Selected proposal id", precision=0, value=None)
-                        rv_zoom = gr.Image(label="Selected proposal, close up", interactive=False, height=300)
-                        with gr.Row():
-                            rv_accept = gr.Button("Accept", variant="primary")
-                            rv_reject = gr.Button("Reject", variant="stop")
-                        with gr.Row():
-                            rv_class = gr.Dropdown(label="Change class to", choices=class_choices(project))
-                            rv_change = gr.Button("Change class")
-                        rv_refine = gr.Button("Refine with clicks in Label")
-                        with gr.Row():
-                            rv_score = gr.Slider(0, 1, value=0.5, step=0.01, label="Accept all at or above score")
-                            rv_scope = gr.Radio(["this image", "all images"], value="this image", label="Scope")
-                        rv_above = gr.Button("Accept all above score")
-                        rv_msg = gr.Markdown()
-                gr.Markdown("### Auto-label a batch")
-                with gr.Row():
-                    al_proposer = gr.Dropdown(label="Proposer", choices=_proposer_choices(project), value="anomaly")
-                    al_select = gr.Radio([("not yet done (unlabeled)", "unlabeled"), ("done ones too", "all")],
-                                         value="unlabeled", label="Images",
-                                         info="good images never get proposals; none covers an accepted label")
-                    al_min = gr.Slider(0, 1, value=0.5, step=0.01, label="Minimum score")
-                    al_class = gr.Dropdown(label="Class for anomaly proposals (empty: nearest by appearance)",
-                                           choices=class_choices(project), value=None)
-                with gr.Row():
-                    al_start = gr.Button("Start auto-label", variant="primary")
-                    al_cancel = gr.Button("Cancel")
-                al_msg = gr.Markdown()
+            with gr.Tab("Review", id="review") as review_tab:
+                rv = build_review_tab(project, segmenter, token, weights_dir=weights_dir, tab=review_tab)
 
             with gr.Tab("Export", id="export"):
                 with gr.Row():
@@ -291,7 +261,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                     gr.update(choices=choices), gr.update(choices=choices), gr.update(choices=choices),
                     gr.update(choices=choices), gr.update(choices=choices), page_value(t, rev=r), r)
 
-        project_outputs = [summary, images_df, classes_df, edit_cls, del_cls, move_to, rv_class, al_class, canvas, rev]
+        project_outputs = [summary, images_df, classes_df, edit_cls, del_cls, move_to, *rv.class_boxes, canvas, rev]
 
         def do_import(files, empty_is_good=False, progress=gr.Progress()):
             if not files:
@@ -362,125 +332,12 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             comp.change(lambda c, m: delete_consequence(project, c, m), [del_cls, move_to], [del_note])
 
         # -------------------------------------------------------- review
-        def review_images():
-            ids = [r[0] for r in image_rows(project) if r[4] > 0]
-            names = {r.id: r.name for r in project.images()}
-            return [(f"{names[i]} (#{i})", i) for i in ids]
-
-        def show_review(image_id: int | None, ann_id: int | None = None):
-            """The image with its annotations, the proposals table, and the selected proposal with
-            its close-up: ``ann_id``, or the first one when None (nothing when ``ann_id`` is no longer
-            a proposal here: another session took it, and a different row must not be selected)."""
-            if image_id is None:
-                return None, [], None, None
-            ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))
-            colors = {c.id: c.color for c in project.classes()}
-            image = project.load_image(int(image_id))
-            view = render.draw_annotations(image, ann, colors)
-            names = project.class_names()
-            rows = [[int(ann.ids[i]), names.get(int(ann.class_id[i]), "?"),
-                     None if np.isnan(ann.confidence[i]) else round(float(ann.confidence[i]), 3), str(ann.source[i])]
-                    for i in range(len(ann)) if ann.status[i] == "proposed"]
-            return view, rows, *close_up(image, ann, colors, ann_id)
-
-        def close_up(image: np.ndarray, ann, colors: dict[int, str], ann_id: int | None):
-            """(selected proposal id, its close-up), or (None, None)."""
-            proposed = [i for i in range(len(ann)) if ann.status[i] == "proposed"]
-            chosen = proposed[:1] if ann_id is None else [i for i in proposed if int(ann.ids[i]) == int(ann_id)]
-            if not chosen:
-                return None, None
-            return int(ann.ids[chosen[0]]), render.zoom_on(image, ann, chosen[0], colors)
-
-        def refresh_review(image_id, ann_id: int | None = None):
-            choices = review_images()
-            ids = [c[1] for c in choices]
-            if image_id not in ids:
-                image_id, ann_id = (ids[0] if ids else None), None
-            return gr.update(choices=choices, value=image_id), *show_review(image_id, ann_id)
-
-        def pick_row(image_id, evt: gr.SelectData):
-            row = evt.row_value or []
-            if not row or not str(row[0]).strip().isdigit():
-                return None, None
-            if image_id is None:
-                return None, None
-            # Only the close-up changes: the image view and the table stay as drawn.
-            ann = project.annotations(int(image_id), statuses=("accepted", "proposed"))
-            colors = {c.id: c.color for c in project.classes()}
-            return close_up(project.load_image(int(image_id)), ann, colors, int(row[0]))
-
-        def act(kind: str):
-            def handler(image_id, ann_id, class_id=None):
-                missing = ("Select a proposal in the table first." if ann_id is None else
-                           "Pick the new class." if kind == "change" and class_id is None else None)
-                if missing:  # a choice not made yet, not a failure: a notice, and the screen stays as it is
-                    gr.Warning(missing)
-                    return (missing, *[gr.skip()] * (len(rv_outputs) - 1))
-                try:
-                    if kind == "accept":
-                        res = review.accept(project, [int(ann_id)])
-                        msg = f"#{int(ann_id)}: accepted {res.changed}, dropped as duplicate {res.dropped_duplicates}."
-                    elif kind == "reject":
-                        review.reject(project, [int(ann_id)])
-                        msg = f"#{int(ann_id)} rejected."
-                    else:
-                        review.change_class(project, int(ann_id), int(class_id))
-                        msg = f"#{int(ann_id)} is now {project.get_class(int(class_id)).name}."
-                except StudioError as err:
-                    raise user_error(err) from err
-                # A re-classed proposal stays selected; after accept or reject the next one is.
-                return (msg, *refresh_review(image_id, int(ann_id) if kind == "change" else None))
-            return handler
-
-        rv_outputs = [rv_msg, rv_image, rv_view, rv_table, rv_sel, rv_zoom]
-        # .input: the user picked an image; updates from the handlers already carry the whole screen.
-        rv_image.input(show_review, [rv_image], [rv_view, rv_table, rv_sel, rv_zoom])
-        rv_table.select(pick_row, [rv_image], [rv_sel, rv_zoom])
-        rv_accept.click(act("accept"), [rv_image, rv_sel], rv_outputs)
-        rv_reject.click(act("reject"), [rv_image, rv_sel], rv_outputs)
-        rv_change.click(act("change"), [rv_image, rv_sel, rv_class], rv_outputs)
-
-        def accept_above(image_id, score, scope):
-            res = review.accept_above(project, float(score), None if scope == "all images" else image_id)
-            return (f"Accepted {res.changed} proposals at or above {score:.2f} ({res.dropped_duplicates} dropped as duplicates).",
-                    *refresh_review(image_id))
-
-        rv_above.click(accept_above, [rv_image, rv_score, rv_scope], rv_outputs)
-
-        def refine(t: str, r: int, image_id):
-            if image_id is None:
-                raise gr.Error("Pick an image first.")
+        def refine(t: str, r: int, ann_id):
+            image_id = image_of(project, ann_id)
             r = int(r or 0) + 1
-            return page_value(t, open_image=int(image_id), rev=r), r, gr.Tabs(selected="label")
+            return page_value(t, open_image=image_id, rev=r), r, gr.Tabs(selected="label")
 
-        rv_refine.click(refine, [token, rev, rv_image], [canvas, rev, tabs])
-
-        def autolabel(t: str, proposer: str, select: str, min_score: float, class_id, progress=gr.Progress()):
-            ev = threading.Event()
-            cancel_events[t] = ev
-            try:
-                prop = create_proposer(proposer, project=project, weights_dir=weights_dir,
-                                       class_id=None if class_id is None else int(class_id))
-                progress((0, 1), desc="starting")
-                rep = run_autolabel(project, prop, segmenter, select=select, min_score=float(min_score),
-                                    class_id=None if class_id is None else int(class_id),
-                                    progress=lambda d, n: progress((d, n), desc="proposing"), cancel=ev)
-            except StudioError as err:
-                raise user_error(err) from err
-            finally:
-                cancel_events.pop(t, None)
-            return format_report(rep)
-
-        def cancel(t: str):
-            ev = cancel_events.get(t)
-            if ev is None:
-                return "No auto-label running in this tab."
-            ev.set()
-            return "Cancelling after the image in flight (everything so far is kept; start again to resume)."
-
-        al_start.click(autolabel, [token, al_proposer, al_select, al_min, al_class], [al_msg],
-                       concurrency_id="batch").then(refresh_review, [rv_image], rv_outputs[1:])
-        al_cancel.click(cancel, [token], [al_msg], queue=False)
+        rv.refine.click(refine, [token, rev, rv.selected], [canvas, rev, tabs])
 
         # -------------------------------------------------------- export
         def do_export(fmt, val, seed, rle, include, progress=gr.Progress()):
@@ -502,31 +359,21 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
         def use_as_proposer(run_id):
             if not run_id:
                 raise gr.Error("Pick a trained run first.")
-            return gr.update(choices=_proposer_choices(project), value=f"run:{run_id}"), gr.Tabs(selected="review")
+            return gr.update(choices=proposer_choices(project), value=f"run:{run_id}"), gr.Tabs(selected="review")
 
-        predict.use_as_proposer.click(use_as_proposer, [predict.run], [al_proposer, tabs])
-
-        # the Review tab lists images with proposals when opened
-        demo.load(refresh_review, [rv_image], rv_outputs[1:])
+        predict.use_as_proposer.click(use_as_proposer, [predict.run], [rv.proposer, tabs])
+        rv.wire_load(demo)  # the Review queue is filled when the page opens
 
         def set_assist(on):
             helper.enabled = bool(on)
             return helper.view()
 
         assist_box.change(set_assist, [assist_box], [assist_md])
+        next_order.change(lambda o: set_next_order(project, service, o), [next_order], None)
         assist_timer.tick(helper.view, None, [assist_md], show_progress="hidden", concurrency_id="assist-view")
     demo.ds_service = service  # tests and benches reach the session store through the app
     demo.ds_assist = helper
     return demo
-
-
-def _proposer_choices(project: Project) -> list[str]:
-    names = [n for n in proposer_names() if n != "run:ID"]
-    try:
-        names += [f"run:{r.id}" for r in jobs.list_runs(project) if r.status == "succeeded"]
-    except StudioError:
-        pass  # an unreadable run registry must not keep the Review screen from opening
-    return names
 
 
 def launch_kwargs(project: Project, host: str = "127.0.0.1", port: int | None = None,

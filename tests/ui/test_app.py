@@ -38,68 +38,42 @@ def test_build_app_has_every_screen(project, fake):
     demo.ds_service.close()
 
 
-def _review_fn(demo, name: str, kind: str | None = None):
-    """A Review handler as wired in the app (the Blocks keep every event's function)."""
+def _wired(demo, elem_id: str):
+    """The handler an element with ``elem_id`` triggers, as wired in the app (the Blocks keep every event)."""
     for block_fn in demo.fns.values():
-        fn = block_fn.fn
-        if getattr(fn, "__name__", "") != name:
-            continue
-        cells = [c.cell_contents for c in (fn.__closure__ or ()) if isinstance(c.cell_contents, str)]
-        if kind is None or kind in cells:
-            return fn
-    raise AssertionError(f"no {name} handler wired")
+        if any(getattr(demo.blocks.get(bid), "elem_id", None) == elem_id for bid, _ in block_fn.targets):
+            return block_fn.fn
+    raise AssertionError(f"nothing wired to #{elem_id}")
 
 
-def test_review_accept_and_accept_above_update_the_store(project, fake):
+def test_review_keys_and_buttons_are_wired_to_the_queue(project, fake):
+    """Every key's button is in the app; Y accepts and selects the next; J does not resend an unchanged
+    queue; Refine opens the selected proposal's image in Label."""
+    import json
+
     import numpy as np
 
-    m = np.zeros((60, 80), bool)
-    m[5:15, 5:15] = True
-    ids = project.add_annotations(1, Annotations.from_masks(m, 1, 0.9, source="anomaly", status="proposed"))
-    m2 = np.zeros((60, 80), bool)
-    m2[30:40, 30:40] = True
-    project.add_annotations(2, Annotations.from_masks(m2, 1, 0.7, source="anomaly", status="proposed"))
+    from ui.review_tab import KEYS, KEYS_JS
+
+    m = np.zeros((2, 60, 80), bool)
+    m[0, 5:15, 5:15] = m[1, 30:40, 30:40] = True
+    a = project.add_annotations(1, Annotations.from_masks(m[:1], 1, 0.9, source="anomaly", status="proposed"))
+    b = project.add_annotations(2, Annotations.from_masks(m[1:], 1, 0.7, source="anomaly", status="proposed"))
     demo = build_app(project, fake)
     try:
-        msg, *_ = _review_fn(demo, "handler", "accept")(1, ids[0])
-        assert "accepted 1" in msg and project.annotations(1).status.tolist() == ["accepted"]
-        msg, *_ = _review_fn(demo, "accept_above")(2, 0.5, "all images")
-        assert msg.startswith("Accepted 1 proposals") and project.annotations(2).status.tolist() == ["accepted"]
-    finally:
-        demo.ds_service.close()
-
-
-def test_review_selects_the_first_proposal_and_shows_it_close_up(project, fake):
-    """Opening an image selects its first proposal and zooms on it; accepting moves to the next."""
-    import numpy as np
-
-    small = np.zeros((60, 80), bool)
-    small[40:44, 60:65] = True  # a 5x4 px proposal: a speck in the full view
-    other = np.zeros((60, 80), bool)
-    other[5:15, 5:15] = True
-    ids = project.add_annotations(1, Annotations.from_masks(np.stack([small, other]), 1, 0.9, source="anomaly",
-                                                             status="proposed"))
-    demo = build_app(project, fake)
-    try:
-        view, rows, sel, zoom = _review_fn(demo, "show_review")(1)
-        assert [r[0] for r in rows] == ids and sel == ids[0]
-        assert zoom is not None and max(zoom.shape[:2]) == 360  # the speck's box and 24 px around, enlarged
-        _, _, sel2, zoom2 = _review_fn(demo, "show_review")(1, ids[1])
-        assert sel2 == ids[1] and not np.array_equal(zoom, zoom2)
-        from types import SimpleNamespace
-
-        sel, zoom_row = _review_fn(demo, "pick_row")(1, SimpleNamespace(row_value=[ids[1], "x", 0.9, "anomaly"]))
-        assert sel == ids[1] and np.array_equal(zoom_row, zoom2)  # a row click: that proposal, close up
-        assert _review_fn(demo, "pick_row")(1, SimpleNamespace(row_value=["", "", "", ""])) == (None, None)
-        for kind, args in (("accept", (1, None)), ("change", (1, ids[1], None))):
-            msg, *rest = _review_fn(demo, "handler", kind)(*args)  # nothing chosen: a notice, no change
-            assert msg.startswith(("Select a proposal", "Pick the new class")) and len(rest) == 5
-        _, _, _, _, sel, _ = _review_fn(demo, "handler", "change")(1, ids[1], 2)
-        assert sel == ids[1]  # a re-classed proposal stays selected
-        msg, _, _, rows, sel, _ = _review_fn(demo, "handler", "accept")(1, ids[0])
-        assert [r[0] for r in rows] == [ids[1]] and sel == ids[1]
-        # A row clicked after another session took that proposal selects nothing, not another row.
-        assert _review_fn(demo, "show_review")(1, ids[0])[2:] == (None, None)
+        ids = {getattr(blk, "elem_id", None) for blk in demo.blocks.values()}
+        keyed = {*KEYS.values(), "ds-rv-undo", *(f"ds-rv-class-{d}" for d in range(1, 10))}
+        assert keyed <= ids and "ds-rv-keys" in ids and "ds-rv-undo" in KEYS_JS and "ds-rv-class-" in KEYS_JS
+        msg, rows, sel, view, zoom, where, undo, shown = _wired(demo, "ds-rv-accept")(None, "score", a[0], [])
+        assert "accepted" in msg and [r[0] for r in rows] == b and sel == b[0] and undo == [(a[0], "proposed",
+                                                                                          "unlabeled")]
+        assert view.shape == (60, 80, 3) and zoom is not None and shown == rows
+        out = _wired(demo, "ds-rv-next")(shown, "score", sel, undo)
+        assert not isinstance(out[1], list) and out[2] == b[0]  # gr.skip(): the table keeps its scroll
+        out = _wired(demo, "ds-rv-undo")(shown, "score", sel, undo)
+        assert out[2] == a[0] and project.annotation(a[0])[1].status[0] == "proposed"
+        page, rev, _ = _wired(demo, "ds-rv-refine")("tok", 0, b[0])
+        assert json.loads(page)["open"] == 2 and rev == 1
     finally:
         demo.ds_service.close()
 
@@ -127,3 +101,22 @@ def test_uploaded_coco_json_finds_the_images_uploaded_with_it(tmp_path, project)
     rep = import_sources(project, sources)
     n_gt = len(json.loads((src / "ground_truth.json").read_text())["annotations"])
     assert rep.imported == 3 and rep.annotations_added == n_gt
+
+
+def test_next_image_order_least_sure_first_uses_the_assist_model(project, fake, monkeypatch):
+    """The Label screen's "Next image (D)" choice: in order, or the image the assist model is least sure of."""
+    from train import assist
+    from ui.app import NEXT_ORDERS, set_next_order
+    from ui.label_api import LabelService
+
+    service = LabelService(project, fake)
+    try:
+        state = assist.load(project)
+        state.unsure = {"3": 0.9, "2": 0.1}
+        monkeypatch.setattr(assist, "load", lambda p: state)
+        set_next_order(project, service, NEXT_ORDERS[1])
+        assert service.next_chooser([2, 3]) == 3
+        set_next_order(project, service, NEXT_ORDERS[0])
+        assert service.next_chooser is None
+    finally:
+        service.close()

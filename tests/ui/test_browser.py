@@ -182,3 +182,40 @@ def test_review_proposals_with_keys_on_the_label_canvas(app):
     _, back = project.annotation(ids[1])
     assert back.status.tolist() == ["proposed"] and project.image(image_id).status == "unlabeled"
     ctx.close()
+
+
+def test_review_queue_keys_accept_reject_undo(app):
+    """On the Review screen Y accepts the selected proposal and selects the next, X rejects it,
+    Ctrl+Z undoes the reject; on the Label screen the Review keys do nothing."""
+    import numpy as np
+
+    from data.annotations import Annotations
+
+    project, targets, url, browser = app
+    for rec in project.images():  # earlier tests' proposals (auto-label) would sit in the queue too
+        project.set_annotation_status(project.annotations(rec.id, statuses=("proposed",), with_masks=False).ids
+                                      .tolist(), "rejected")
+    image_id = next(r.id for r in project.images() if not len(project.annotations(r.id, with_masks=False)))
+    rec = project.image(image_id)  # no accepted label here: accepting is not refused as a duplicate
+    masks = np.zeros((2, rec.height, rec.width), bool)
+    masks[0, 5:25, 5:25] = True
+    masks[1, 40:60, 40:60] = True
+    ids = project.add_annotations(image_id, Annotations.from_masks(masks, project.classes()[0].id, [0.99, 0.98],
+                                                                   source="anomaly", status="proposed"))
+    ctx = browser.new_context(viewport={"width": 1400, "height": 950})
+    page = ctx.new_page()
+    page.goto(url)
+    page.get_by_role("tab", name="Review").click()
+    sel = "() => document.querySelector('#ds-rv-sel input')?.value"
+    page.wait_for_function(f"() => ({sel})() === '{ids[0]}'", timeout=15000)  # the highest score first
+    msg = "() => document.querySelector('#ds-rv-msg').innerText"
+    for key, text in (("y", f"#{ids[0]} accepted"), ("x", f"#{ids[1]} rejected"), ("Control+z", f"Undone: #{ids[1]}")):
+        page.keyboard.press(key)
+        page.wait_for_function(f"() => ({msg})().includes({text!r})", timeout=10000)
+    assert project.annotation(ids[0])[1].status[0] == "accepted"
+    assert project.annotation(ids[1])[1].status[0] == "proposed" and page.evaluate(sel) == str(ids[1])
+    page.get_by_role("tab", name="Label").click()
+    page.keyboard.press("j")  # the Label canvas's key: the hidden Review screen must not step
+    page.wait_for_timeout(400)
+    assert page.evaluate(sel) == str(ids[1]) and project.annotation(ids[1])[1].status[0] == "proposed"
+    ctx.close()
