@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from data.errors import StudioError
+from runtime import checkpoints
 
 DEFAULT_PROJECT = Path("projects/sample")
 
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     # Never let Ultralytics pip-install packages at run time: offline it hangs, and a
     # labeling server must not change its own environment.
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    checkpoints.enable_safe_yolo()  # before ultralytics is imported: checkpoints load through its allow-list
     key = args.command if args.command != "bench" else f"bench {args.bench}"
     module_name, func_name = COMMANDS[key].split(":")
     wire()

@@ -66,6 +66,8 @@ CREATE TABLE IF NOT EXISTS train_epochs (
     # Added after a release: nullable, so a record written before reads as "not recorded".
     added_columns=(
         ("train_runs", "class_ids", "TEXT"),  # JSON list: the project class id of each model class index
+        # JSON {path relative to the run folder: SHA-256}: each checkpoint as the worker wrote it
+        ("train_runs", "weights_sha256", "TEXT"),
     ),
 ))
 
@@ -74,7 +76,7 @@ COLUMNS: tuple[str, ...] = (
     "id", "created_at", "updated_at", "task", "model", "settings", "status", "reason", "notice", "phase", "pid",
     "resume", "cancel_requested", "epoch", "epochs", "batch_i", "n_batches", "eta_s", "dataset_source",
     "dataset_hash", "n_images", "class_names", "best_weights", "metrics", "started_at", "finished_at", "wall_s",
-    "class_ids",
+    "class_ids", "weights_sha256",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM train_runs"
 

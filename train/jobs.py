@@ -20,6 +20,9 @@ Files of a run ``<project>/runs/<run_id>/``: ``dataset/`` (the snapshot
 export), ``data.yaml`` (the same with absolute paths), ``train/`` (Ultralytics'
 output: ``weights/best.pt``, ``weights/last.pt``, ``results.csv``),
 ``train.log`` (the worker's stdout and stderr) and ``cancel`` (the cancel flag).
+Paths are stored relative to the run folder, and each checkpoint's SHA-256 is recorded when the
+worker writes it (:func:`record_checkpoints`) and checked before it is loaded
+(:func:`check_checkpoint`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +43,7 @@ from data import run_registry
 from data.errors import InputError, NotFoundError
 from data.run_registry import FINISHED
 from data.store import Project
+from runtime import checkpoints
 from train.models import TrainSettings, validate_settings
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -84,6 +88,8 @@ class RunRecord:
     # prepared: a renamed class still maps, a deleted one does not (``train.predict.class_map``). An entry
     # is None where no project class had that name; the whole is None for runs recorded before ids were.
     class_ids: tuple[int | None, ...] | None = None
+    # SHA-256 of each checkpoint as the worker wrote it, by path relative to ``folder``.
+    weights_sha256: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -312,11 +318,57 @@ def _row_to_record(project: Project, r: dict[str, Any]) -> RunRecord:
         n_batches=r["n_batches"], eta_s=r["eta_s"], dataset_source=r["dataset_source"],
         dataset_hash=r["dataset_hash"], n_images=json.loads(r["n_images"]) if r["n_images"] else {},
         class_names=tuple(json.loads(r["class_names"]) if r["class_names"] else ()),
-        best_weights=r["best_weights"], metrics=json.loads(r["metrics"]) if r["metrics"] else {},
+        best_weights=_in_run_dir(project, r["id"], r["best_weights"]), metrics=json.loads(r["metrics"]) if r["metrics"] else {},
         started_at=r["started_at"], finished_at=r["finished_at"], wall_s=r["wall_s"] or 0.0,
         folder=str(run_dir(project, r["id"])),
         class_ids=None if r["class_ids"] is None else tuple(json.loads(r["class_ids"])),
+        weights_sha256=json.loads(r["weights_sha256"]) if r["weights_sha256"] else {},
     )
+
+
+def _in_run_dir(project: Project, run_id: str, path: str | None) -> str | None:
+    """A stored weights path, in this project's run folder: paths are stored relative to it; an
+    absolute one (older records) is cut after ``runs/<id>/``, so a copied project uses its own
+    files, never the original's."""
+    if not path:
+        return path
+    p = Path(path)
+    if p.is_absolute():
+        parts = p.parts
+        tail = [i for i in range(len(parts) - 1) if parts[i] == "runs" and parts[i + 1] == run_id]
+        if not tail:
+            return None  # not a file of this run: nothing to load
+        p = Path(*parts[tail[-1] + 2:])
+    if ".." in p.parts:
+        return None
+    return str(run_dir(project, run_id) / p)
+
+
+def record_checkpoints(project: Project, rec: RunRecord) -> dict[str, str]:
+    """Hash the run's checkpoints as they are now and record them; returns ``{relative path: sha256}``."""
+    found = {str(f.relative_to(rec.run_dir)): checkpoints.sha256_file(f)
+             for f in sorted((rec.run_dir / "train" / "weights").glob("*.pt"))}
+    update(project, rec.id, weights_sha256=found)
+    return found
+
+
+def check_checkpoint(project: Project, path: str | Path) -> Path:
+    """``path``, refused (:class:`~runtime.checkpoints.UnsafeCheckpointError`) when it is a checkpoint of a
+    run of this project that no longer has the hash recorded when the run wrote it. Files outside the
+    project's runs (a base model) and checkpoints never hashed (older runs) pass: they are still loaded
+    through the allow-list."""
+    p = Path(path).resolve()
+    runs = run_dir(project, "x").parent.resolve()
+    if runs not in p.parents:
+        return Path(path)
+    run_id = p.relative_to(runs).parts[0]
+    try:
+        rec = get(project, run_id)
+    except NotFoundError:
+        return Path(path)
+    rel = str(p.relative_to(rec.run_dir.resolve()))
+    checkpoints.verify(p, rec.weights_sha256.get(rel))
+    return Path(path)
 
 
 # ------------------------------------------------------ updates by the worker

@@ -34,6 +34,7 @@ from data.annotations import Annotations
 from data.errors import NotFoundError
 from data.render import draw_predictions
 from data.store import Project
+from runtime import checkpoints
 from train import jobs, runs
 from train.jobs import RunRecord
 from train.worker import ultralytics_device
@@ -108,11 +109,9 @@ class RunPredictor:
     """One loaded model; thread-safe."""
 
     def __init__(self, weights: str | Path, device: str = "auto", imgsz: int | None = None) -> None:
-        from ultralytics import YOLO
-
         self.weights = Path(weights)
         self.device = ultralytics_device(device)
-        self.model = YOLO(str(self.weights))
+        self.model = checkpoints.load_yolo(self.weights)
         self.imgsz = imgsz or int(self.model.overrides.get("imgsz") or 640)
         names = self.model.names
         self.names = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)

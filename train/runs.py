@@ -20,6 +20,7 @@ from typing import Any
 from data import run_registry
 from data.errors import InputError, ModelUnavailableError
 from data.store import Project
+from runtime import checkpoints
 from train import advice, jobs
 from train.jobs import RunRecord
 
@@ -138,7 +139,7 @@ def weights(project: Project, run_id: str) -> Path:
         if rec.status != "succeeded":
             raise InputError(f"run {run_id} is {rec.status} and has no trained weights; pick a succeeded run.")
         raise InputError(f"the weights of run {run_id} are missing from {rec.run_dir}; train it again.")
-    return Path(rec.best_weights)
+    return jobs.check_checkpoint(project, rec.best_weights)
 
 
 def export_onnx(project: Project, run_id: str, imgsz: int | None = None) -> Path:
@@ -153,13 +154,12 @@ def export_onnx(project: Project, run_id: str, imgsz: int | None = None) -> Path
     rec = jobs.get(project, run_id)
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(project.path("cache", "ultralytics")))
-    from ultralytics import YOLO
     from ultralytics.utils import checks
 
     checks.AUTOINSTALL = False  # in case Ultralytics was imported before the variable was set
     try:
         with contextlib.chdir(rec.run_dir):  # anything Ultralytics writes to "." stays in the run folder
-            out = YOLO(str(pt)).export(format="onnx", imgsz=imgsz or rec.settings.imgsz, device="cpu",
+            out = checkpoints.load_yolo(pt).export(format="onnx", imgsz=imgsz or rec.settings.imgsz, device="cpu",
                                        dynamic=False, simplify=True)
     except (ImportError, ModuleNotFoundError) as err:
         raise ModelUnavailableError(

@@ -24,6 +24,7 @@ import yaml
 from data.errors import InputError
 from data.export import export_project
 from data.store import ClassRecord, Project
+from runtime import checkpoints
 from runtime.weights import resolve_device
 from train import jobs
 from train.jobs import RunRecord
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     project = Project(args.project)
     os.environ.setdefault("YOLO_CONFIG_DIR", str(project.path("cache", "ultralytics")))
     os.environ["YOLO_AUTOINSTALL"] = "false"
+    checkpoints.enable_safe_yolo()  # before ultralytics is imported: every checkpoint through its allow-list
     return run_job(project, args.run)
 
 
@@ -71,6 +73,7 @@ def run_job(project: Project, run_id: str) -> int:
         status, reason = "failed", _reason(err)
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    jobs.record_checkpoints(project, rec)  # what resume and predict will check before loading
     wall = jobs.get(project, run_id).wall_s + (time.time() - t0)
     print(f"[defect-studio] run {run_id} {status}" + (f": {reason}" if reason else ""), flush=True)
     jobs.finish(project, run_id, status, reason, wall_s=wall, **fields)
@@ -170,8 +173,6 @@ def _use_threads(n: int) -> None:
 
 
 def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dict[str, Any]:
-    from ultralytics import YOLO
-
     s = rec.settings
     if s.nice:
         os.nice(int(s.nice))
@@ -181,7 +182,7 @@ def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dic
     last = jobs.last_checkpoint(rec)
     if rec.resume:
         jobs.update(project, rec.id, phase="training")
-        model = YOLO(str(last))
+        model = checkpoints.load_yolo(jobs.check_checkpoint(project, last))
         _add_callbacks(model, progress)
         model.train(resume=True, device=device, workers=s.workers)
     else:
@@ -194,7 +195,9 @@ def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dic
                   f"plateau from noise (it needs {MIN_VAL_EARLY_STOP}); training runs to its epochs or time budget",
                   flush=True)
         jobs.update(project, rec.id, notice=choice.notice, phase="training", epochs=s.epochs)
-        model = YOLO(choice.source, task=s.task)
+        if Path(choice.source).suffix == ".pt" and Path(choice.source).is_file():  # a base or a warm start
+            jobs.check_checkpoint(project, choice.source)
+        model = checkpoints.load_yolo(choice.source, task=s.task)
         _add_callbacks(model, progress)
         model.train(
             data=str(data_yaml),
@@ -208,7 +211,7 @@ def _train(project: Project, rec: RunRecord, data_yaml: Path, flag: Path) -> dic
     trainer = model.trainer
     best = Path(trainer.best) if Path(trainer.best).is_file() else Path(trainer.last)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items() if _is_number(v)}
-    return {"best_weights": str(best), "metrics": metrics}
+    return {"best_weights": str(best.resolve().relative_to(rec.run_dir.resolve())), "metrics": metrics}
 
 
 def _is_number(v: Any) -> bool:
@@ -226,6 +229,7 @@ def _add_callbacks(model: Any, progress: _Progress) -> None:
     model.add_callback("on_train_epoch_end", progress.on_train_epoch_end)
     model.add_callback("on_fit_epoch_end", progress.cap_epochs)  # before the metrics: they show the capped total
     model.add_callback("on_fit_epoch_end", progress.on_fit_epoch_end)
+    model.add_callback("on_model_save", progress.on_model_save)
 
 
 class _Progress:
@@ -248,6 +252,10 @@ class _Progress:
         self.batch = 0
         self.t_epoch = time.time()
         self._check_cancel()
+
+    def on_model_save(self, trainer: Any) -> None:
+        """Hash last.pt and best.pt as just written: a resume after a crash checks last.pt against it."""
+        jobs.record_checkpoints(self.project, jobs.get(self.project, self.run_id))
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self.batch += 1

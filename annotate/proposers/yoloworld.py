@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from pathlib import Path
 
@@ -22,8 +23,11 @@ import numpy as np
 from annotate.proposers.base import Proposer
 from data.annotations import Annotations
 from data.errors import InputError, ModelUnavailableError, WeightsMissingError
+from runtime.checkpoints import load_torchscript, load_yolo
 
 CLIP_FILE = "ViT-B-32.pt"
+# The SHA-256 the clip package publishes for ViT-B/32 (the folder name of its download URL).
+CLIP_SHA256 = "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af"
 EMBED_DIM = 512
 YOLOWORLD_SIZES = ("s", "m", "l", "x")
 
@@ -43,6 +47,23 @@ def _prompt_list(vocabulary: dict[int, tuple[str, ...]]) -> tuple[list[str], np.
     return prompts, np.array(owners, dtype=np.int64)
 
 
+def import_clip():
+    """The ``clip`` module (clip-anytorch). It imports ``pkg_resources`` for ``packaging`` alone, and
+    setuptools 81 and later no longer ship ``pkg_resources``: a stand-in with the real ``packaging``
+    is registered for that import when the real one is absent."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import types
+
+        import packaging.version
+
+        sys.modules.setdefault("pkg_resources", types.SimpleNamespace(packaging=packaging))  # type: ignore[arg-type]
+    import clip
+
+    return clip
+
+
 class ClipText:
     """CLIP's text encoder from a local file; raises WeightsMissingError when it is absent."""
 
@@ -51,11 +72,16 @@ class ClipText:
         if not path.is_file():
             raise WeightsMissingError("YOLO-World text encoder (CLIP ViT-B/32)", CLIP_FILE, str(folder))
         try:
-            import clip
+            clip = import_clip()
         except ImportError as err:
             raise ModelUnavailableError("YOLO-World needs the 'clip' module: pip install clip-anytorch.") from err
         try:
-            self.model, _ = clip.load(str(path), device=device, jit=False)
+            # What clip.load(jit=False) does, minus its fallback to unpickling a file that is not
+            # TorchScript: the archive is hash-checked, loaded by torch.jit, and its tensors rebuilt.
+            archive = load_torchscript(path, CLIP_SHA256)
+            self.model = clip.model.build_model(archive.state_dict()).to(device)
+            if str(device) == "cpu":
+                self.model.float()
         except (RuntimeError, OSError, ValueError) as err:  # corrupt or truncated file
             raise WeightsMissingError("YOLO-World text encoder (CLIP ViT-B/32)", CLIP_FILE, str(folder),
                                       f"cannot be loaded: {err}") from err
@@ -146,11 +172,9 @@ class YoloWorldProposer(Proposer):
         missing = [f for f in (file, CLIP_FILE) if not (Path(folder) / f).is_file()]
         if missing:
             raise WeightsMissingError(f"{name} (needs {' and '.join([file, CLIP_FILE])})", missing[0], str(folder))
-        from ultralytics import YOLOWorld
-
         try:
-            model = YOLOWorld(str(Path(folder) / file))
-        except (RuntimeError, OSError, ValueError, KeyError) as err:
+            model = load_yolo(Path(folder) / file, kind="YOLOWorld")
+        except (RuntimeError, OSError, ValueError, KeyError, TypeError) as err:  # damaged (a refused file is not)
             raise WeightsMissingError(name, file, str(folder), f"cannot be loaded: {err}") from err
         text = TextCache(lambda: ClipText(folder, device), cache_dir)
         return cls(model, vocabulary, text, name=name, device=device)

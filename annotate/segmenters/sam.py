@@ -24,6 +24,7 @@ import numpy as np
 
 from annotate.cache import EmbeddingCache
 from annotate.segmenters.base import Prediction, Prompt, Segmenter
+from runtime.checkpoints import state_dict
 
 
 class CachedSegmenter(Segmenter):
@@ -185,10 +186,16 @@ class SamSegmenter(CachedSegmenter):
 
 # ---------------------------------------------------------------- builders
 def build_sam(variant: str, checkpoint: str | None = None) -> Any:
-    """The real segment-anything architecture (``vit_b``/``vit_l``/``vit_h``); random weights without a checkpoint."""
+    """The real segment-anything architecture (``vit_b``/``vit_l``/``vit_h``); random weights without a checkpoint.
+
+    The checkpoint is read weights-only (:func:`runtime.checkpoints.state_dict`), never by the
+    builder, which would unpickle it with code execution allowed."""
     from segment_anything import sam_model_registry
 
-    return sam_model_registry[variant](checkpoint=checkpoint)
+    model = sam_model_registry[variant](checkpoint=None)
+    if checkpoint is not None:
+        model.load_state_dict(state_dict(checkpoint))
+    return model
 
 
 def build_tiny_sam() -> Any:

@@ -19,6 +19,7 @@ import numpy as np
 from annotate.cache import EmbeddingCache
 from annotate.segmenters.base import Prompt
 from annotate.segmenters.sam import CachedSegmenter
+from runtime.checkpoints import state_dict
 
 IMGSZ = 1024
 
@@ -122,7 +123,14 @@ BUILDERS = {
 
 
 def build_model(name: str, checkpoint: str | None = None) -> Any:
-    """The real Ultralytics architecture for ``name``; random weights without a checkpoint."""
+    """The real Ultralytics architecture for ``name``; random weights without a checkpoint.
+
+    The checkpoint is read weights-only (:func:`runtime.checkpoints.state_dict`): Ultralytics'
+    SAM builders unpickle the file with code execution allowed whatever its safe-load flag says."""
     from ultralytics.models.sam import build
 
-    return getattr(build, BUILDERS[name])(checkpoint)
+    model = getattr(build, BUILDERS[name])(None)
+    if checkpoint is not None:
+        model.load_state_dict(state_dict(checkpoint))
+        model.eval()
+    return model

@@ -46,6 +46,12 @@ def test_train_end_to_end_registry_and_prediction(tiny_project: Project, tmp_pat
     assert rec.dataset_hash and rec.n_images["train"] > 0 and rec.class_names == ("chip", "stain")
     assert rec.class_ids == tuple(c.id for c in tiny_project.classes())  # model class k -> project class id
     assert Path(rec.best_weights).is_file() and rec.run_dir in Path(rec.best_weights).parents
+    from data import run_registry
+    from runtime.checkpoints import UnsafeCheckpointError, sha256_file
+
+    stored = next(r for r in run_registry.list_all(tiny_project) if r["id"] == run_id)["best_weights"]
+    assert not Path(stored).is_absolute()  # a copied project loads its own files
+    assert rec.weights_sha256["train/weights/best.pt"] == sha256_file(rec.best_weights)
     assert "metrics/mAP50(M)" in rec.metrics and rec.wall_s > 0
     ep = runs.epochs(tiny_project, run_id)
     assert [e.epoch for e in ep] == [1] and "train/seg_loss" in ep[0].metrics
@@ -78,6 +84,9 @@ def test_train_end_to_end_registry_and_prediction(tiny_project: Project, tmp_pat
     assert json.loads((tmp_path / "runs.json").read_text())[0]["id"] == run_id
     onnx = runs.export_onnx(tiny_project, run_id)  # offline: must not try to pip-install anything
     assert onnx.suffix == ".onnx" and onnx.is_file() and rec.run_dir in onnx.parents
+    Path(rec.best_weights).write_bytes(Path(rec.best_weights).read_bytes() + b"\0")  # changed after the run
+    with pytest.raises(UnsafeCheckpointError, match="changed after it was written"):
+        runs.weights(tiny_project, run_id)
     runs.delete(tiny_project, run_id)
     assert not rec.run_dir.exists() and jobs.list_runs(tiny_project) == []
 
@@ -97,6 +106,7 @@ def test_cancel_queue_and_resume(tiny_project: Project) -> None:
     os.killpg(rec.pid, signal.SIGKILL)
     rec = wait_for(tiny_project, queued, lambda r: r.status != "running")
     assert rec.status == "interrupted" and rec.can_resume and "resume" in rec.reason
+    assert "train/weights/last.pt" in rec.weights_sha256  # hashed at each save: a resume checks it
 
     jobs.resume(tiny_project, queued)
     rec = wait_for(tiny_project, queued, lambda r: r.finished)
