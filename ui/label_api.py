@@ -18,6 +18,7 @@ contract asks for, for the length of its call.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import threading
 import time
@@ -43,6 +44,8 @@ MANUAL = "manual"
 MAX_POINTS = 64  # prompts per mask; more is a runaway client, not a user
 MAX_STROKE = 4000  # points in one brush stroke or polygon
 MAX_RADIUS = 200
+MAX_INT = 2**53  # ids and indices: beyond this a number is no id (SQLite overflows at 2**63)
+log = logging.getLogger(__name__)
 PREFETCH_AHEAD = 3
 JPEG_QUALITY = 92
 PAYLOAD_CACHE_BYTES = 32 * 2**20  # overlays of saved annotations kept encoded (about, all pages together)
@@ -146,20 +149,31 @@ def _payload_bytes(payload: dict[str, Any] | None) -> int:
     return 256 + len(payload["png"]) + 36 * sum(len(c) for c in payload["outline"])
 
 
+def _shown(v: Any) -> str:
+    """``repr(v)`` cut to a length a message can carry."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _num(v: Any, name: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or isinstance(v, str) and len(v) > 32:
+        raise LabelError(f"{name} must be a number, got {_shown(v)}.")
     try:
         f = float(v)
-    except (TypeError, ValueError) as err:
-        raise LabelError(f"{name} must be a number, got {v!r}.") from err
+    except (TypeError, ValueError, OverflowError) as err:
+        raise LabelError(f"{name} must be a number, got {_shown(v)}.") from err
     if not math.isfinite(f):
         raise LabelError(f"{name} must be finite.")
     return f
 
 
 def _int(v: Any, name: str) -> int:
+    """An id or index: a whole number of at most ``MAX_INT`` in size (SQLite and NumPy take it as it is)."""
     f = _num(v, name)
     if f != int(f):
-        raise LabelError(f"{name} must be an integer, got {v!r}.")
+        raise LabelError(f"{name} must be an integer, got {_shown(v)}.")
+    if abs(f) > MAX_INT:
+        raise LabelError(f"{name} {_shown(v)} is out of range (no such {name}).")
     return int(f)
 
 
@@ -550,7 +564,7 @@ class LabelService:
             r = _num(radius, "radius")
             if not 0.5 <= r <= MAX_RADIUS:
                 raise LabelError(f"brush radius must be between 0.5 and {MAX_RADIUS} pixels.")
-            pts = self._points(points)
+            pts = self._points(points, rec.height, rec.width)
             if s.pending.masks is None and mode == "eraser":
                 raise LabelError("nothing to erase: there is no mask yet.")
             base = s.pending.mask.crop(0) if s.pending.mask is not None else None
@@ -564,7 +578,7 @@ class LabelService:
         with s.lock:
             self._require_image(s)
             rec = self.project.image(s.image_id)
-            pts = self._points(points)
+            pts = self._points(points, rec.height, rec.width)
             if len(pts) < 3:
                 raise LabelError("a polygon needs at least 3 points.")
             crop, x0, y0 = polygons_to_crop([pts.ravel().tolist()], rec.height, rec.width)
@@ -590,15 +604,21 @@ class LabelService:
                 pts = approx
             return {"points": [[round(float(x), 1), round(float(y), 1)] for x, y in pts]}
 
-    def _points(self, points: Any) -> np.ndarray:
+    def _points(self, points: Any, height: int, width: int) -> np.ndarray:
+        """``[[x, y], ...]`` as an ``(N, 2)`` array, every point in the image or at most one image
+        size beyond its edges (a stroke or vertex dragged past the edge); farther ones are refused
+        before any library sees them (a vertex at 1e9 crashed the mask rasteriser)."""
         if not isinstance(points, (list, tuple)) or not points or len(points) > MAX_STROKE:
             raise LabelError(f"expected 1 to {MAX_STROKE} points.")
-        try:
-            arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        except (TypeError, ValueError) as err:
-            raise LabelError("points must be [[x, y], ...].") from err
+        if not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in points):
+            raise LabelError("points must be [[x, y], ...] with numbers.")
+        arr = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         if not np.isfinite(arr).all():
             raise LabelError("points must be finite numbers.")
+        x, y = arr[:, 0], arr[:, 1]
+        if (x < -width).any() or (x > 2 * width).any() or (y < -height).any() or (y > 2 * height).any():
+            raise LabelError(f"points must lie in the {width}x{height} image (or just past its edges).")
         return arr
 
     def _set_manual(self, s: LabelSession, height: int, width: int, crop: np.ndarray, x0: int, y0: int) -> None:
@@ -615,3 +635,7 @@ def safe_call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         return fn(*args)
     except (StudioError, InputError) as err:
         return {"error": str(err)}
+    except Exception as err:  # noqa: BLE001 - a bug must cost one reply, not the page (or a 500)
+        log.exception("label API %s failed", getattr(fn, "__name__", fn))
+        return {"error": f"the server could not handle this request ({type(err).__name__}); it is logged. "
+                         f"Reload the page if the screen looks wrong."}

@@ -7,6 +7,7 @@ to the page's :class:`~ui.sessions.LabelSession`. Only whitelisted methods are r
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ def dispatch(service: LabelService, args: Any) -> dict[str, Any]:
     token, method, *params = args
     fn = getattr(service, method)
     try:
-        return safe_call(fn, token, *params)
+        inspect.signature(fn).bind(token, *params)
     except TypeError:
         return {"error": f"wrong arguments for {method}; reload the page."}
+    return safe_call(fn, token, *params)
 
 
 def page_value(token: str, open_image: int | None = None, rev: int = 0) -> str:
