@@ -43,6 +43,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 import numpy as np
 
@@ -56,6 +57,11 @@ from data.store import ImageRecord, Project
 
 SOURCE = "import"
 EMPTY_AS = ("unlabeled", "good")
+LINK_REFUSED = "symbolic link; not followed (it could reach outside the dataset)."
+# An archive's expansion is bounded before anything is unpacked (each overridable by its variable):
+# what the members to import hold at most, uncompressed, in all, and per byte of the archive.
+MAX_UNPACK_BYTES = int(float(os.environ.get("DEFECT_STUDIO_MAX_UNPACK_GB", "4")) * 2**30)
+MAX_UNPACK_RATIO = float(os.environ.get("DEFECT_STUDIO_MAX_UNPACK_RATIO", "100"))
 Progress = Callable[[int, int], None]
 
 
@@ -322,7 +328,7 @@ def _plan_folder(folder: Path, plan: _Plan) -> None:
         if path in named:
             continue
         if path.is_symlink():
-            plan.rejected.append((name, "symbolic link; not followed."))
+            plan.rejected.append((name, LINK_REFUSED))
         elif is_supported(path.name):
             plan.items.append(_Planned(name, lambda p=path: p))
         else:
@@ -348,12 +354,36 @@ def _is_label_file(member: str) -> bool:
     return not name.startswith(".") and (name.lower().endswith(".json") or name in (*yolo.YAML_NAMES, yolo.CLASSES_TXT))
 
 
+def _wanted(member: str) -> bool:
+    """Whether an archive member can be imported: an image, a label file, a YOLO label (.txt)."""
+    name = PurePosixPath(member.replace("\\", "/")).name
+    return not name.startswith(".") and (is_supported(name) or _is_label_file(member) or name.endswith(".txt"))
+
+
+def expansion_problem(archive_bytes: int, infos: list[zipfile.ZipInfo]) -> str | None:
+    """Why unpacking ``infos`` (the members to import) from an archive of ``archive_bytes`` is refused, or
+    None. Member sizes are as declared: :mod:`zipfile` never reads past a member's declared size."""
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNPACK_BYTES:
+        return (f"its members to import hold {total / 2**30:.2f} GiB uncompressed, more than the "
+                f"{MAX_UNPACK_BYTES / 2**30:.2f} GiB allowed (DEFECT_STUDIO_MAX_UNPACK_GB); split the archive.")
+    if total > max(archive_bytes, 1) * MAX_UNPACK_RATIO and total > 2**20:
+        return (f"it would expand {total / max(archive_bytes, 1):.0f} times (from {archive_bytes / 2**20:.1f} MiB to "
+                f"{total / 2**20:.0f} MiB), more than the {MAX_UNPACK_RATIO:.0f} times allowed "
+                f"(DEFECT_STUDIO_MAX_UNPACK_RATIO); images and labels do not compress like that. Refused.")
+    return None
+
+
 def _plan_zip(path: Path, plan: _Plan) -> None:
     try:
         zf = zipfile.ZipFile(path)
         infos = zf.infolist()
     except (zipfile.BadZipFile, OSError) as err:
         plan.rejected.append((path.name, f"not a readable zip archive ({err})."))
+        return
+    problem = expansion_problem(path.stat().st_size, [i for i in infos if not i.is_dir() and _wanted(i.filename)])
+    if problem:
+        plan.rejected.append((path.name, problem))
         return
     if plan.cleanup is not None and any(_is_label_file(i.filename) for i in infos if not i.is_dir()):
         _plan_zip_dataset(path, zf, infos, plan)
@@ -375,7 +405,7 @@ def _plan_zip_dataset(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipIn
     """Unpack a zip holding labels (refusing the same entries as above) and plan it as that folder."""
     scratch = plan.scratch if plan.scratch is not None and plan.scratch.is_dir() else None
     base = Path(plan.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="import-zip-", dir=scratch)))
-    needed = sum(i.file_size for i in infos if not i.is_dir())
+    needed = sum(i.file_size for i in infos if not i.is_dir() and _wanted(i.filename))
     if needed > shutil.disk_usage(base).free:
         plan.rejected.append((path.name, f"needs {needed // 2**20} MiB to unpack, more than the free disk space."))
         return
@@ -385,6 +415,9 @@ def _plan_zip_dataset(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipIn
         if info.is_dir():
             continue
         name = f"{path.name}/{info.filename}"
+        if not _wanted(info.filename):  # never unpacked: only what can be imported is
+            plan.skipped.append(name)
+            continue
         problem = _zip_entry_problem(info)
         target = root.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
         if problem is None and root.resolve() not in target.resolve().parents:
@@ -438,6 +471,10 @@ def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
         file_name = str(im["file_name"])
         anns = doc.annotations_by_image.get(im["id"], [])
         found = _find_coco_image(path, file_name)
+        if isinstance(found, tuple):  # ("link", the link)
+            plan.rejected.append((file_name, f"{LINK_REFUSED} (named by {path.name})"))
+            found_files.add(found[1])
+            continue
         if found is None:
             lost = f"; its {len(anns)} annotations were not imported" if anns else ""
             plan.rejected.append((file_name, f"image file not found for {path.name} (looked in {base}, "
@@ -451,9 +488,21 @@ def _plan_coco(path: Path, plan: _Plan) -> set[Path]:
                                                 background, plan.skip_crowd)))
         found_files.add(found)
     return found_files
-def _find_coco_image(json_path: Path, file_name: str) -> Path | None:
+def _linked(path: Path, top: Path) -> bool:
+    """Whether ``path``, or a folder between ``top`` and it, is a symbolic link (``top`` itself may be:
+    the user named it)."""
+    p = path
+    while p != top and p != p.parent:
+        if p.is_symlink():
+            return True
+        p = p.parent
+    return False
+
+
+def _find_coco_image(json_path: Path, file_name: str) -> Path | tuple[Literal["link"], Path] | None:
     """Beside the JSON, in ``images/`` beside it, or (for ``annotations/instances_<split>.json``, the
-    layout of COCO itself and of our export) in ``images/<split>/`` or ``<split>/`` next to ``annotations/``."""
+    layout of COCO itself and of our export) in ``images/<split>/`` or ``<split>/`` next to ``annotations/``.
+    ``("link", path)`` when the file found, or a folder on its way, is a symbolic link (never followed)."""
     rel = PurePosixPath(file_name.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts:
         return None
@@ -463,7 +512,9 @@ def _find_coco_image(json_path: Path, file_name: str) -> Path | None:
         split = json_path.stem.removeprefix("instances_")
         top = base.parent
         candidates += [top / rel, top / "images" / split / rel, top / split / rel, top / "images" / rel]
-    return next((c for c in candidates if c.is_file()), None)
+    found = next((c for c in candidates if c.is_file()), None)
+    root = base.parent if base.name == "annotations" else base
+    return ("link", found) if found is not None and _linked(found, root) else found
 
 
 def _coco_labels(where: str, im: dict, anns: list[dict], categories: dict[int, str], background: bool,
@@ -505,24 +556,35 @@ def _plan_yolo(path: Path, plan: _Plan) -> None:
     plan.classes.extend(ds.names)
     top = ds.root.parent
     images_root = ds.root / "images" if (ds.root / "images").is_dir() else ds.root
+    if _linked(images_root, ds.root):
+        plan.rejected.append((f"{ds.root.name}/images", f"{LINK_REFUSED} (the folder is a link)"))
+        return
     used: set[Path] = set()
     for image in sorted(images_root.rglob("*")):
-        if image.is_symlink() or not image.is_file() or not is_supported(image.name):
-            continue  # links could reach outside the dataset folder
-        if "labels" in image.relative_to(ds.root).parts:
+        if not image.is_file() or not is_supported(image.name):
+            continue
+        rel = image.relative_to(ds.root)
+        if "labels" in rel.parts:
+            continue
+        name = f"{ds.root.name}/{rel.as_posix()}"
+        if _linked(image, ds.root):  # links could reach outside the dataset folder
+            plan.rejected.append((name, LINK_REFUSED))
             continue
         label = yolo.label_path_for(image)
         if not label.is_file() and image.with_suffix(".txt").is_file():
             label = image.with_suffix(".txt")  # labelImg saves it beside the image
         used.add(label)
-        name = f"{ds.root.name}/{image.relative_to(ds.root).as_posix()}"
+        if label.exists() and _linked(label, ds.root):
+            plan.rejected.append((name, f"its label file {label.name} is a symbolic link; not followed, image "
+                                        f"left out."))
+            continue
         if not label.is_file():
             plan.without_label_file.append(name)
         where = label.relative_to(top).as_posix() if label.is_relative_to(top) else label.name
         plan.items.append(_Planned(name, lambda p=image: p, _yolo_labels(where, label, ds.names)))
     label_folders = {p.parent for p in used}
     for txt in sorted(ds.root.rglob("*.txt")):
-        if txt in used or txt.name == yolo.CLASSES_TXT or txt.is_symlink():
+        if txt in used or txt.name == yolo.CLASSES_TXT or _linked(txt, ds.root):
             continue
         rel = txt.relative_to(ds.root)
         if "labels" in rel.parts[:-1] or txt.parent in label_folders:

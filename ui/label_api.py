@@ -617,8 +617,11 @@ class LabelService:
         if not np.isfinite(arr).all():
             raise LabelError("points must be finite numbers.")
         x, y = arr[:, 0], arr[:, 1]
-        if (x < -width).any() or (x > 2 * width).any() or (y < -height).any() or (y > 2 * height).any():
-            raise LabelError(f"points must lie in the {width}x{height} image (or just past its edges).")
+        far = (x < -width) | (x > 2 * width) | (y < -height) | (y > 2 * height)
+        if far.any():
+            fx, fy = arr[int(np.argmax(far))]
+            raise LabelError(f"point ({fx:.4g}, {fy:.4g}) is far outside the {width}x{height} image; points must lie "
+                             f"in it or just past its edges.")
         return arr
 
     def _set_manual(self, s: LabelSession, height: int, width: int, crop: np.ndarray, x0: int, y0: int) -> None:

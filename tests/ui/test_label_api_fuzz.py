@@ -92,8 +92,8 @@ def test_the_hostile_cases_found_before_are_refused_in_words(live):
     call, token, project = live
     call(token, "open_image", project.images()[0].id)
     assert "out of range" in call(token, "open_image", 10**30)["error"]
-    assert "must lie in the 80x60 image" in call(token, "polygon", [[0, 0], [1e9, 0], [0, 50]])["error"]
-    assert "must lie in the 80x60 image" in call(token, "stroke", "brush", [[1e9, 1e9]], 3)["error"]
+    assert "far outside the 80x60 image" in call(token, "polygon", [[0, 0], [1e9, 0], [0, 50]])["error"]
+    assert "far outside the 80x60 image" in call(token, "stroke", "brush", [[1e9, 1e9]], 3)["error"]
     assert "must be a number" in call(token, "choose", [1])["error"]
     assert "wrong arguments" in call(token, "prompt")["error"]
     assert call(token, "polygon", [[-5, -5], [85, -5], [40, 65]]).get("candidates")  # just past the edges: fine
