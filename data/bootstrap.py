@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+from data import scratch
 from data.importers import import_sources
 from data.sample import CLASSES, generate
 from data.store import Project
@@ -23,7 +23,7 @@ def ensure_sample_project(root: str | Path, n: int = SAMPLE_N, seed: int = SAMPL
     project = Project.create(root, classes=CLASSES)
     if project.images():
         return project
-    with tempfile.TemporaryDirectory(prefix="sample-", dir=root / "cache") as tmp:
+    with scratch.temp_dir("sample-", root / "cache") as tmp:
         generate(tmp, n=n, seed=seed)
         import_sources(project, [Path(tmp) / "images"], progress=progress)
     return project

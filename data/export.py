@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from data import coco, yolo
+from data import coco, scratch, yolo
 from data.annotations import Annotations
 from data.errors import InputError, ProjectError
 from data.store import ImageRecord, Project
@@ -173,15 +173,16 @@ def _export(
     except OSError as err:  # --out names a folder that cannot be made (a file on its path, no permission)
         raise InputError(f"cannot write the export to {out}: {err.strerror or err}; choose a writable --out.") from err
     try:
-        n_ann, hashes, losses = _write_dataset(project, fmt, tmp, items, split, class_index, class_names,
-                                               statuses, rle, "val" in split.values(), progress)
-        content_hash = _content_hash(hashes)
-        marker = {"format": fmt, "content_hash": content_hash, "classes": list(class_names)}
-        (tmp / MARKER).write_bytes(json.dumps(marker, sort_keys=True).encode())
-        if zip:
-            _zip_folder(tmp, out)
-        else:
-            _replace_folder(tmp, out)
+        with scratch.hold(tmp):  # held: a server starting meanwhile leaves it alone
+            n_ann, hashes, losses = _write_dataset(project, fmt, tmp, items, split, class_index, class_names,
+                                                   statuses, rle, "val" in split.values(), progress)
+            content_hash = _content_hash(hashes)
+            marker = {"format": fmt, "content_hash": content_hash, "classes": list(class_names)}
+            (tmp / MARKER).write_bytes(json.dumps(marker, sort_keys=True).encode())
+            if zip:
+                _zip_folder(tmp, out)
+            else:
+                _replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -333,12 +334,13 @@ def _replace_folder(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            os.replace(old, out)  # put the previous export back
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        with scratch.hold(old):
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                os.replace(old, out)  # put the previous export back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
 
@@ -358,7 +360,8 @@ def _zip_folder(folder: Path, out: Path) -> None:
     """Zip with sorted members and fixed dates; images stored as they are (no recompression)."""
     part = out.parent / f".{out.name}.part-{uuid.uuid4().hex[:8]}"
     try:
-        with zipfile.ZipFile(part, "w") as zf:
+        part.touch()
+        with scratch.hold(part), zipfile.ZipFile(part, "w") as zf:
             for path in sorted(p for p in folder.rglob("*") if p.is_file()):
                 rel = path.relative_to(folder).as_posix()
                 info = zipfile.ZipInfo(rel, date_time=ZIP_DATE)
@@ -367,7 +370,7 @@ def _zip_folder(folder: Path, out: Path) -> None:
                 info.compress_type = zipfile.ZIP_STORED if images else zipfile.ZIP_DEFLATED
                 with open(path, "rb") as src, zf.open(info, "w") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(part, out)
+            os.replace(part, out)
     finally:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()

@@ -38,7 +38,6 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from data.errors import InputError
 from data.images import MAX_FILE_BYTES, is_supported, load_for_import
 from data.import_report import ImportReport, Where
 from data.names import clean_name
+from data.scratch import temp_dir as held_temp_dir
 from data.store import ImageRecord, Project
 
 SOURCE = "import"
@@ -404,7 +404,7 @@ def _plan_zip(path: Path, plan: _Plan) -> None:
 def _plan_zip_dataset(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], plan: _Plan) -> None:
     """Unpack a zip holding labels (refusing the same entries as above) and plan it as that folder."""
     scratch = plan.scratch if plan.scratch is not None and plan.scratch.is_dir() else None
-    base = Path(plan.cleanup.enter_context(tempfile.TemporaryDirectory(prefix="import-zip-", dir=scratch)))
+    base = plan.cleanup.enter_context(held_temp_dir("import-zip-", scratch))
     needed = sum(i.file_size for i in infos if not i.is_dir() and _wanted(i.filename))
     if needed > shutil.disk_usage(base).free:
         plan.rejected.append((path.name, f"needs {needed // 2**20} MiB to unpack, more than the free disk space."))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from annotate.segmenters.base import Segmenter
+from data import scratch
 from data.errors import StudioError
 from data.export import export_project, not_done_message, zip_export
 from data.import_report import markdown as import_markdown
@@ -267,7 +267,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
             if not files:
                 raise gr.Error("Choose files to upload first.")
             paths = [Path(f if isinstance(f, str) else f.name) for f in files]
-            with tempfile.TemporaryDirectory(prefix="upload-", dir=project.path("cache")) as tmp:
+            with scratch.temp_dir("upload-", project.path("cache")) as tmp:
                 return _import(gather_uploads(paths, Path(tmp)), empty_is_good, progress)
 
         def do_import_dir(empty_is_good=False, progress=gr.Progress()):

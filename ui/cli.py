@@ -9,6 +9,7 @@ from pathlib import Path
 
 from annotate.cache import embeddings_dir
 from annotate.segmenters.registry import create_segmenter, default_segmenter_name
+from data import scratch
 from data.bootstrap import ensure_sample_project
 from data.errors import InputError
 from data.store import Project
@@ -51,6 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if import_dir is not None and not Path(import_dir).is_dir():
         raise InputError(f"--import-dir {import_dir} is not a folder.")
     project = open_project(args.project)
+    left = scratch.clean(project.root)  # what a crashed upload, import or export left (never a running one's)
+    if left.removed:
+        print(f"removed {len(left.removed)} scratch files and folders left by an earlier crash "
+              f"({left.bytes / 2**20:.1f} MiB)", file=sys.stderr)
     segmenter = make_segmenter(project, args.segmenter, args.weights_dir, args.device)
     demo = build_app(project, segmenter, weights_dir=args.weights_dir, import_dir=import_dir, assist_on=True)
     if args.host not in ("127.0.0.1", "localhost") and auth is None:

@@ -184,7 +184,7 @@ class LabelService:
                  weights_dir: str | None = None, prefetch: bool = True) -> None:
         self.project = project
         self.segmenter = segmenter
-        self.sessions = sessions or SessionStore()
+        self.sessions = sessions if sessions is not None else SessionStore()  # an empty store is falsy
         self.notice = fallback_notice(segmenter, weights_dir)
         self.payloads = PayloadCache()
         # "Next image" (D): None, the next in order; else a function of the image ids not yet done
@@ -205,7 +205,9 @@ class LabelService:
     def _session(self, token: Any) -> LabelSession:
         s = self.sessions.get(token)
         if s is None:
-            raise LabelError("this page's session has expired; reload the page.")
+            why = self.sessions.closed_reason(token)
+            raise LabelError("this page's session has expired" + (f": {why}" if why else "") +
+                             ". Reload the page; everything accepted is saved.")
         return s
 
     def _require_image(self, s: LabelSession) -> int:

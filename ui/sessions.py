@@ -9,6 +9,7 @@ except the project (SQLite, one transaction per action) and the segmenter (its o
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -19,8 +20,13 @@ import numpy as np
 from data.annotations import Annotations, PackedAnnotations
 
 MAX_UNDO = 30
-# Sessions a tab never closed cleanly (browser killed) are dropped after this many idle seconds.
-IDLE_TTL_S = 6 * 3600
+# The bounds of the pages one server keeps, each overridable by its variable: live sessions (the
+# longest idle one is closed for a new page), idle minutes before a session is dropped, and the
+# undo history's bytes per session (the oldest steps go first).
+MAX_SESSIONS = int(os.environ.get("DEFECT_STUDIO_MAX_SESSIONS", "16"))
+IDLE_TTL_S = 60 * float(os.environ.get("DEFECT_STUDIO_SESSION_IDLE_MIN", "30"))
+UNDO_BYTES = int(float(os.environ.get("DEFECT_STUDIO_UNDO_MB", "64")) * 2**20)
+_CLOSED_KEPT = 1024  # tokens of closed sessions remembered, to tell a returning page why
 
 
 @dataclass
@@ -74,6 +80,13 @@ class PackedPending:
         out.masks = None if self.masks is None else self.masks.unpack()
         return out
 
+    @property
+    def nbytes(self) -> int:
+        """About what this step holds: the logits, the packed masks and a fixed overhead."""
+        low = self.state.low_res
+        rles = 0 if self.masks is None else sum(len(t or "") for t in self.masks.rles)
+        return 512 + (0 if low is None else int(low.nbytes)) + rles
+
 
 @dataclass
 class Undo:
@@ -90,6 +103,12 @@ class Undo:
     deleted: PackedAnnotations | None = None  # a deleted annotation (one row) to put back
     reviewed: tuple[int, str] | None = None  # a proposal accepted or rejected: (its id, the status before)
 
+    @property
+    def nbytes(self) -> int:
+        packed = [p for p in (self.restored, self.deleted) if p is not None]
+        return (256 + (0 if self.pending is None else self.pending.nbytes)
+                + sum(len(t or "") for p in packed for t in p.rles))
+
 
 @dataclass
 class LabelSession:
@@ -101,35 +120,66 @@ class LabelSession:
     undo: list[Undo] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     seen: float = field(default_factory=time.monotonic)
+    undo_bytes: int = UNDO_BYTES
 
     def push(self, step: Undo) -> None:
+        """Keep ``step``; the oldest steps go past ``MAX_UNDO`` steps or ``undo_bytes`` bytes."""
         self.undo.append(step)
         del self.undo[:-MAX_UNDO]
+        total = sum(u.nbytes for u in self.undo)
+        while len(self.undo) > 1 and total > self.undo_bytes:
+            total -= self.undo.pop(0).nbytes
 
     def push_pending(self) -> None:
         self.push(Undo(pending=self.pending.pack()))
 
 
 class SessionStore:
-    """Token -> LabelSession. Thread-safe; tokens are unguessable."""
+    """Token -> LabelSession. Thread-safe; tokens are unguessable. At most ``max_sessions`` live
+    (a new page closes the one idle longest), each dropped after ``idle_s`` idle seconds;
+    :meth:`closed_reason` tells a page that comes back why its session is gone."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_sessions: int = MAX_SESSIONS, idle_s: float = IDLE_TTL_S,
+                 undo_bytes: int = UNDO_BYTES) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, LabelSession] = {}
+        self._closed: dict[str, str] = {}
+        self.max_sessions = max(1, int(max_sessions))
+        self.idle_s = float(idle_s)
+        self.undo_bytes = int(undo_bytes)
 
     def open(self, owner: str = "") -> LabelSession:
         token = secrets.token_urlsafe(18)
-        s = LabelSession(token=token, owner=owner)
+        s = LabelSession(token=token, owner=owner, undo_bytes=self.undo_bytes)
         with self._lock:
             self._expire()
+            while len(self._sessions) >= self.max_sessions:
+                oldest = min(self._sessions.values(), key=lambda x: x.seen)
+                self._forget(oldest.token, f"it was closed for a newer page (this server keeps at most "
+                                            f"{self.max_sessions} pages open; DEFECT_STUDIO_MAX_SESSIONS)")
             self._sessions[token] = s
         return s
+
+    def closed_reason(self, token: object) -> str | None:
+        """Why the session of ``token`` was closed by the server, or None (never known, or closed by its page)."""
+        with self._lock:
+            return self._closed.get(token) if isinstance(token, str) else None
+
+    def _forget(self, token: str, reason: str) -> None:
+        self._sessions.pop(token, None)
+        self._closed[token] = reason
+        while len(self._closed) > _CLOSED_KEPT:
+            self._closed.pop(next(iter(self._closed)))
 
     def get(self, token: object) -> LabelSession | None:
         if not isinstance(token, str) or not token or len(token) > 64:
             return None
         with self._lock:
             s = self._sessions.get(token)
+            if s is not None and time.monotonic() - s.seen > self.idle_s:
+                self._forget(token, f"it was idle for more than {self.idle_s / 60:.0f} minutes "
+                                    f"(DEFECT_STUDIO_SESSION_IDLE_MIN)")
+                s = None
         if s is not None:
             s.seen = time.monotonic()
         return s
@@ -151,5 +201,6 @@ class SessionStore:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for t in [t for t, s in self._sessions.items() if now - s.seen > IDLE_TTL_S]:
-            del self._sessions[t]
+        for t in [t for t, s in self._sessions.items() if now - s.seen > self.idle_s]:
+            self._forget(t, f"it was idle for more than {self.idle_s / 60:.0f} minutes "
+                            f"(DEFECT_STUDIO_SESSION_IDLE_MIN)")

@@ -14,11 +14,14 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import sys
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
+import packaging.version
 
 from annotate.proposers.base import Proposer
 from data.annotations import Annotations
@@ -51,13 +54,7 @@ def import_clip():
     """The ``clip`` module (clip-anytorch). It imports ``pkg_resources`` for ``packaging`` alone, and
     setuptools 81 and later no longer ship ``pkg_resources``: a stand-in with the real ``packaging``
     is registered for that import when the real one is absent."""
-    try:
-        import pkg_resources  # noqa: F401
-    except ImportError:
-        import types
-
-        import packaging.version
-
+    if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
         sys.modules.setdefault("pkg_resources", types.SimpleNamespace(packaging=packaging))  # type: ignore[arg-type]
     import clip
 
