@@ -691,12 +691,16 @@ class Project:
                 self._unmark_good(db, ids)
             return n
 
-    def delete_annotations(self, annotation_ids: list[int]) -> int:
+    def delete_annotations(self, annotation_ids: list[int], only_status: str | None = None) -> int:
+        """Delete these annotations; with ``only_status``, only those still of that status (a background
+        writer's ``"proposed"``: one a user accepted or rejected meanwhile stays). Returns how many went."""
         ids = [int(i) for i in annotation_ids]
         if not ids:
             return 0
+        where = f"id IN ({','.join('?' * len(ids))})" + (" AND status=?" if only_status else "")
         with self.transaction() as db:
-            return db.execute(f"DELETE FROM annotations WHERE id IN ({','.join('?' * len(ids))})", ids).rowcount
+            return db.execute(f"DELETE FROM annotations WHERE {where}", [*ids, *([only_status] if only_status else [])]
+                              ).rowcount
 
     # ------------------------------------------------------------------ stats
     def annotation_counts(self) -> dict[int, dict[str, int]]:

@@ -243,7 +243,7 @@ def _drop_stale(project: Project) -> None:
         ann = project.annotations(rec, statuses=("proposed",), with_masks=False)
         stale += [int(i) for i, src in zip(ann.ids, ann.source, strict=True) if src in (SOURCE, ANOMALY)]
     if stale:
-        project.delete_annotations(stale)
+        project.delete_annotations(stale, only_status="proposed")  # a decision taken meanwhile stays
 
 
 def summary(state: AssistState) -> str:

@@ -531,7 +531,11 @@ class LabelService:
             if res.changed or res.dropped_duplicates:
                 s.push(Undo(pending=s.pending.pack(), reviewed=(aid, str(ann.status[0]))))
             out = self._after_change(s, saved=aid)
-            out["reviewed"] = str(self.project.annotation(aid)[1].status[0])  # rejected when it covered a label
+            now = str(self.project.annotation(aid)[1].status[0])
+            out["reviewed"] = now  # rejected when it covered a label
+            if res.skipped:  # another page or a background job decided first: its decision stands
+                out["conflict"] = (f"#{aid} was {now} already (another page or a job reviewed it first); nothing "
+                                   f"changed. The screen shows it as it is now.")
             return out
 
     def edit(self, token: Any, ann_id: Any) -> dict[str, Any]:

@@ -219,3 +219,32 @@ def test_review_queue_keys_accept_reject_undo(app):
     page.wait_for_timeout(400)
     assert page.evaluate(sel) == str(ids[1]) and project.annotation(ids[1])[1].status[0] == "proposed"
     ctx.close()
+
+
+def test_two_pages_one_truth_a_stale_accept_is_refused_with_the_state(app):
+    """Page B rejects a proposal with X; page A, opened before and still showing it, presses Y: A is
+    told the proposal was rejected already, and the database keeps B's decision."""
+    import numpy as np
+
+    from data.annotations import Annotations
+
+    project, targets, url, browser = app
+    image_id = next(r.id for r in project.images() if not len(project.annotations(r.id, with_masks=False)))
+    rec = project.image(image_id)
+    m = np.zeros((1, rec.height, rec.width), bool)
+    m[0, 10:40, 10:40] = True
+    aid, = project.add_annotations(image_id, Annotations.from_masks(m, project.classes()[0].id, 0.9,
+                                                                    source="anomaly", status="proposed"))
+    pages = [_page(browser, url) for _ in range(2)]
+    (ctx_a, a), (ctx_b, b) = pages
+    for lp in (a, b):
+        lp.open(image_id)
+    for lp, key in ((b, "x"), (a, "y")):
+        lp.page.keyboard.press("j")
+        lp.idle()
+        lp.page.keyboard.press(key)
+        lp.idle()
+    assert "was rejected already" in a.status() and "nothing changed" in a.status()
+    assert project.annotation(aid)[1].status[0] == "rejected"
+    for ctx in (ctx_a, ctx_b):
+        ctx.close()

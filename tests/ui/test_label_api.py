@@ -454,3 +454,20 @@ def test_next_image_is_in_order_or_the_choosers_pick_among_those_not_done(servic
     assert seen == [[1]]  # image 3 is good: not offered
     service.next_chooser = lambda todo: None  # nothing to choose: the next in order
     assert service.open_image(token, 1)["image"]["next"] == 2
+
+
+def test_a_proposal_reviewed_on_another_page_first_keeps_that_decision(service, project):
+    """Page B rejects a proposal; page A, still showing it, accepts: A is told, the rejection stands."""
+    import numpy as np
+
+    m = np.zeros((60, 80), bool)
+    m[5:15, 5:15] = True
+    from data.annotations import Annotations
+
+    aid, = project.add_annotations(1, Annotations.from_masks(m, 1, 0.9, source="anomaly", status="proposed"))
+    a, b = _open(service, 1), _open(service, 1)
+    assert service.review(b, aid, "rejected")["reviewed"] == "rejected"
+    out = service.review(a, aid, "accepted")
+    assert "was rejected already" in out["conflict"] and out["reviewed"] == "rejected"
+    assert project.annotation(aid)[1].status[0] == "rejected"
+    assert all(x["id"] != aid for x in out["annotations"])  # A's screen now shows it gone

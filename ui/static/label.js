@@ -262,8 +262,10 @@ function renderAnns() {
     row.appendChild(meta);
     const btn = (label, title, fn) => { const b = document.createElement("button"); b.textContent = label; b.title = title; b.onclick = (e) => { e.stopPropagation(); fn(); }; row.appendChild(b); };
     if (a.status === "proposed") {
-      btn("✓", "accept this proposal", () => run(() => api("review", a.id, "accepted"), (r) => { applyChange(r); status(`#${a.id} accepted (saved)`, "ok"); }));
-      btn("✗", "reject this proposal", () => run(() => api("review", a.id, "rejected"), (r) => { applyChange(r); status(`#${a.id} rejected`, "ok"); }));
+      const said = (r, verdict) => r.conflict ? status(r.conflict, "err")
+        : status(`#${a.id} ${r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected") : "rejected: it covers a saved label"}`, "ok");
+      btn("✓", "accept this proposal", () => run(() => api("review", a.id, "accepted"), (r) => { applyChange(r); said(r, "accepted"); }));
+      btn("✗", "reject this proposal", () => run(() => api("review", a.id, "rejected"), (r) => { applyChange(r); said(r, "rejected"); }));
     }
     btn("Edit", "refine this mask with clicks, brush or polygon; Enter saves it", () => editAnn(a.id));
     btn("Del", "delete this annotation", () => run(() => api("delete", a.id), (r) => { applyChange(r); status(`#${a.id} deleted`, "ok"); }));
@@ -372,6 +374,7 @@ function reviewProposal(verdict) {
   const ps = proposals(), k = ps.findIndex((p) => p.id === a.id);
   run(() => api("review", a.id, verdict), async (r) => {
     await applyChange(r);
+    if (r.conflict) { renderAnns(); draw(); return status(r.conflict, "err"); }
     const left = proposals();
     const what = r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected")
       : "rejected: it covers a saved label";
