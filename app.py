@@ -40,6 +40,7 @@ COMMANDS = {
     "bench train": "bench.cli:cmd_bench_train",
     "bench ui": "bench.cli:cmd_bench_ui",
     "bench store": "bench.cli:cmd_bench_store",
+    "bench hostile": "bench.cli:cmd_bench_hostile",
 }
 
 
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     _json(p)
 
+    p = bench.add_parser("hostile", help="hostile input: label API fuzz on a live server, session load, "
+                                         "readers with links and zip bombs, rigged weight files")
+    p.add_argument("--sessions", type=int, default=50, help="pages in the session load (default: 50)")
+    p.add_argument("--clicks", type=int, default=30, help="clicks per page (default: 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the results to OUT ('-' for stdout)")
     p = bench.add_parser("store", help="accept, delete, undo and reads on a large image; undo history memory")
     p.add_argument("--n", type=int, nargs="+", default=[1, 50], metavar="N",
                    help="annotations on the image, one run each (default: 1 50)")

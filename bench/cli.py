@@ -18,6 +18,7 @@ Each prints its report and, with ``--json OUT``, writes the same figures as JSON
 from __future__ import annotations
 
 import argparse
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -121,3 +122,14 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
     r = store.run_bench(seg, tuple(args.n), width, height, repeats=args.repeats, edits=args.edits, seed=args.seed)
     write_json(r, getattr(args, "json", None))
     return 0
+
+
+def cmd_bench_hostile(args: argparse.Namespace) -> int:
+    from bench import hostile  # torch
+
+    with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+        r = hostile.run(Path(tmp), sessions=args.sessions, clicks=args.clicks, seed=args.seed)
+    print(hostile.format_report(r))
+    write_json(r, getattr(args, "json", None))
+    s = r["summary"]
+    return 0 if not (s["server_crashes_or_500"] or s["files_written_outside"] or s["code_executed_from_weights"]) else 1

@@ -37,10 +37,14 @@ SAFE_ENV = "ULTRALYTICS_SAFE_LOAD"
 class UnsafeCheckpointError(StudioError):
     """A checkpoint holds objects outside the allowed set (possibly code), or is not the file recorded."""
 
-    def __init__(self, path: str | Path, detail: str = "") -> None:
+    def __init__(self, path: str | Path, detail: str = "", changed: bool = False) -> None:
         self.path = str(path)
-        msg = (f"{self.path} holds objects outside the allowed set (tensors and known model classes), possibly "
-               f"code, and was not loaded. Use a checkpoint from the model's publisher or one this app trained.")
+        if changed:
+            msg = (f"{self.path} is not the file that was recorded or published, and was not loaded. Use the file "
+                   f"from the model's publisher, or train the run again.")
+        else:
+            msg = (f"{self.path} holds objects outside the allowed set (tensors and known model classes), possibly "
+                   f"code, and was not loaded. Use a checkpoint from the model's publisher or one this app trained.")
         if detail:
             msg += f" ({detail})"
         super().__init__(msg)
@@ -123,7 +127,7 @@ def verify(path: str | Path, expected: str | None) -> None:
     """Refuse ``path`` unless its SHA-256 is ``expected`` (None: nothing recorded, nothing checked)."""
     if expected and sha256_file(path) != expected:
         raise UnsafeCheckpointError(path, f"its SHA-256 is not the one recorded ({expected[:12]}...): the file was "
-                                          f"changed after it was written")
+                                          f"changed after it was written", changed=True)
 
 
 def load_torchscript(path: str | Path, sha256: str | None = None, device: str = "cpu") -> Any:
