@@ -25,15 +25,20 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import cv2
+import httpx
 import numpy as np
 import torch
 
+from annotate.proposers.yoloworld import CLIP_FILE, ClipText
+from annotate.segmenters import registry
 from annotate.segmenters.classical import ClassicalSegmenter
 from bench.ui import bench_project
 from data import importers
 from data.importers import import_sources
 from data.store import Project
 from runtime import checkpoints
+from ui.browser import serve
 from ui.label_component import METHODS
 
 VALUES: tuple[Any, ...] = (None, True, -1, 0, 10**30, 2**64, 1e308, math.nan, math.inf, "x" * 5000,
@@ -55,8 +60,6 @@ class _Rigged:
 
 def label_api(url: str, label_id: int, token: str, image_id: int) -> dict[str, Any]:
     """Every method with every pair of ``VALUES`` (and none); the count of replies of each kind."""
-    import httpx
-
     counts = {"calls": 0, "http_500": 0, "error_replies": 0, "transport_failures": 0}
     with httpx.Client(base_url=url, timeout=60) as client:
         def call(*args: Any) -> Any:
@@ -118,8 +121,6 @@ def readers(root: Path) -> dict[str, Any]:
     outside = root / "outside"
     outside.mkdir(parents=True)
     img = np.zeros((48, 64, 3), np.uint8)
-    import cv2
-
     cv2.imwrite(str(outside / "a.png"), img)
     (outside / "secret.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
     coco = {"categories": [{"id": 1, "name": "chip"}],
@@ -188,9 +189,6 @@ def readers(root: Path) -> dict[str, Any]:
 
 def loaders(root: Path) -> dict[str, Any]:
     """A rigged checkpoint handed to every loader; how many ran its command."""
-    from annotate.proposers.yoloworld import CLIP_FILE, ClipText
-    from annotate.segmenters import registry
-
     root.mkdir(parents=True, exist_ok=True)
     marker = root / "code-ran"
     bad = root / "rigged.pt"
@@ -226,7 +224,6 @@ def registry_create(registry: Any, name: str, path: Path) -> Any:
 
 def run(root: Path, sessions: int = 50, clicks: int = 30, seed: int = 0) -> dict[str, Any]:
     from ui.app import build_app
-    from ui.browser import serve
 
     checkpoints.enable_safe_yolo()
     root.mkdir(parents=True, exist_ok=True)
