@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import cv2
 import numpy as np
@@ -199,6 +199,11 @@ class Project:
             )
         self._local = threading.local()
         self._tables_ready: set[str] = set()
+        why = _cannot_write(self.root)
+        if why:  # SQLite (WAL) writes beside the database even to read it
+            raise ProjectError(f"the project folder {self.root} cannot be written ({why}). Defect Studio writes its "
+                               f"database even to read it; make the folder writable, or copy the project to a "
+                               f"writable folder and open the copy.")
         try:
             with self.transaction() as db:
                 self._upgrade(db)
@@ -276,10 +281,21 @@ class Project:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.OperationalError as err:
+                conn.close()
+                self._raise_unwritable(err)
             self._local.conn = conn
         return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (the next call opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -292,14 +308,41 @@ class Project:
         if conn.in_transaction:  # nested: join the outer transaction
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            self._raise_unwritable(err)
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as err:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.OperationalError):
+                self._raise_unwritable(err)
             raise
         else:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as err:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                self._raise_unwritable(err)
+
+    def _raise_unwritable(self, err: sqlite3.OperationalError) -> NoReturn:
+        """Raise ``err``, in words when it says the project cannot be written."""
+        translated = self._unwritable(err)
+        if translated is None:
+            raise err
+        raise translated from err
+
+    def _unwritable(self, err: sqlite3.OperationalError) -> ProjectError | None:
+        """``err`` in words when it says the database cannot be written (read-only, disk full), else None."""
+        text = str(err).lower()
+        if not any(k in text for k in ("readonly", "read-only", "disk is full", "disk i/o", "unable to open")):
+            return None
+        why = "the disk is full" if "full" in text else "its folder or database is read-only or was removed"
+        return ProjectError(f"the project {self.root} cannot be written now ({why}; SQLite: {err}). This change was "
+                            f"not saved; everything saved before is kept. Make the folder writable and try again.")
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -757,6 +800,18 @@ def _check_color(color: str) -> str:
     if len(c) == 7 and c[0] == "#" and all(ch in "0123456789abcdefABCDEF" for ch in c[1:]):
         return c.upper()
     raise InputError(f"colour '{color}' is not a #RRGGBB hex colour.")
+
+
+def _cannot_write(folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (read-only file system, permissions, disk full), or None."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
+    except OSError as err:
+        return err.strerror or str(err)
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return None
 
 
 def atomic_write_bytes(path: Path, content: bytes) -> None:
