@@ -177,6 +177,15 @@ def _int(v: Any, name: str) -> int:
     return int(f)
 
 
+class Conflict(LabelError):
+    """A change made against a state of an annotation that another page or a job has changed since;
+    ``reply`` is the page's screen as it is now."""
+
+    def __init__(self, message: str, reply: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply or {}
+
+
 class LabelService:
     """Server side of the Label screen, shared by every page of one server."""
 
@@ -256,7 +265,7 @@ class LabelService:
                       "prev": images[index - 1].id if index > 0 else None,
                       "next": self._next_image(images, index)},
             "src": image_data_url(rgb),
-            "annotations": self._annotations(rec.id),
+            "annotations": self._annotations(rec.id, s),
             "pending": self._pending_view(s, 0.0),
         }
 
@@ -282,7 +291,7 @@ class LabelService:
     def _loader(self, image_id: int) -> Callable[[], np.ndarray]:
         return lambda: self.project.load_image(image_id)
 
-    def _annotations(self, image_id: int) -> list[dict[str, Any]]:
+    def _annotations(self, image_id: int, s: LabelSession | None = None) -> list[dict[str, Any]]:
         """The image's accepted and proposed annotations as the page lists them.
 
         The rows are read without their masks; only the masks of rows not seen at their version
@@ -292,6 +301,8 @@ class LabelService:
         rows = self.project.annotations(image_id, statuses=("accepted", "proposed"), with_masks=False)
         ids = rows.ids.tolist()
         keys = list(zip(ids, rows.data.get("updated_at", np.zeros(0)).tolist(), strict=True))
+        if s is not None:  # the versions this page now shows: a change made against another one is refused
+            s.versions = dict(keys)
         payloads = self.payloads.get_many(keys, lambda i: self._payload_of(ids[i]), [64] * len(keys))
         return [{"id": i, "class_id": c, "status": st, "source": src, "score": None if math.isnan(sc) else round(sc, 3),
                  "mask": payload}
@@ -427,8 +438,7 @@ class LabelService:
             source = MANUAL if s.pending.manual else self.segmenter.name
             score = float("nan") if s.pending.manual else float(one.confidence[0])
             if s.pending.editing_id is not None:
-                ann_id = s.pending.editing_id
-                _, old = self.project.annotation(ann_id)
+                ann_id, old = self._own_annotation(s, s.pending.editing_id)  # as this page saw it, or a Conflict
                 self.project.update_annotation(ann_id, class_id=cid, shape=one, source=source, status="accepted")
                 s.push(Undo(pending=s.pending.pack(), restored=old.with_box_masks().pack()))
             else:
@@ -442,7 +452,7 @@ class LabelService:
 
     def _after_change(self, s: LabelSession, saved: int | None = None) -> dict[str, Any]:
         rec = self.project.image(s.image_id)
-        return {"annotations": self._annotations(rec.id), "pending": self._pending_view(s, 0.0),
+        return {"annotations": self._annotations(rec.id, s), "pending": self._pending_view(s, 0.0),
                 "saved": saved, "image_status": rec.status}
 
     def undo(self, token: Any) -> dict[str, Any]:
@@ -487,13 +497,24 @@ class LabelService:
 
     # ---------------------------------------------------- annotation list
     def _own_annotation(self, s: LabelSession, ann_id: Any) -> tuple[int, Annotations]:
+        """The annotation ``ann_id`` of the open image, as this page last saw it; one that another page
+        or a job changed or deleted since is a :class:`Conflict` (the page then shows it as it is)."""
         aid = _int(ann_id, "annotation id")
         try:
             image_id, ann = self.project.annotation(aid)
         except NotFoundError as err:
+            if aid in s.versions:
+                raise Conflict(f"#{aid} was deleted by another page or a job since this page showed it; nothing "
+                               f"changed.", self._after_change(s)) from err
             raise LabelError(str(err)) from err
         if image_id != s.image_id:
             raise LabelError(f"annotation #{aid} is not on the open image.")
+        seen = s.versions.get(aid)
+        now = ann.data.get("updated_at")
+        if seen is not None and now is not None and float(now[0]) != seen:
+            raise Conflict(f"#{aid} was changed by another page or a job since this page showed it (it is "
+                           f"{ann.status[0]} now); nothing changed. The screen shows it as it is now.",
+                           self._after_change(s))
         return aid, ann
 
     def delete(self, token: Any, ann_id: Any) -> dict[str, Any]:
@@ -642,6 +663,8 @@ def safe_call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     """Run a handler for the page: expected failures become ``{"error": message}``, never a 500."""
     try:
         return fn(*args)
+    except Conflict as err:  # the page redraws what is there now and says why nothing changed
+        return {**err.reply, "conflict": str(err)}
     except (StudioError, InputError) as err:
         return {"error": str(err)}
     except Exception as err:  # noqa: BLE001 - a bug must cost one reply, not the page (or a 500)

@@ -121,6 +121,8 @@ class LabelSession:
     lock: threading.Lock = field(default_factory=threading.Lock)
     seen: float = field(default_factory=time.monotonic)
     undo_bytes: int = UNDO_BYTES
+    # The version (``updated_at``) of each annotation of the open image as this page last showed it.
+    versions: dict[int, float] = field(default_factory=dict)
 
     def push(self, step: Undo) -> None:
         """Keep ``step``; the oldest steps go past ``MAX_UNDO`` steps or ``undo_bytes`` bytes."""

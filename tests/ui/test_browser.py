@@ -244,7 +244,7 @@ def test_two_pages_one_truth_a_stale_accept_is_refused_with_the_state(app):
         lp.idle()
         lp.page.keyboard.press(key)
         lp.idle()
-    assert "was rejected already" in a.status() and "nothing changed" in a.status()
+    assert "changed by another page" in a.status() and "nothing changed" in a.status()
     assert project.annotation(aid)[1].status[0] == "rejected"
     for ctx in (ctx_a, ctx_b):
         ctx.close()

@@ -467,7 +467,29 @@ def test_a_proposal_reviewed_on_another_page_first_keeps_that_decision(service, 
     aid, = project.add_annotations(1, Annotations.from_masks(m, 1, 0.9, source="anomaly", status="proposed"))
     a, b = _open(service, 1), _open(service, 1)
     assert service.review(b, aid, "rejected")["reviewed"] == "rejected"
-    out = service.review(a, aid, "accepted")
-    assert "was rejected already" in out["conflict"] and out["reviewed"] == "rejected"
+    out = dispatch(service, [a, "review", aid, "accepted"])  # as A's page calls it
+    assert "changed by another page" in out["conflict"] and "it is rejected now" in out["conflict"]
     assert project.annotation(aid)[1].status[0] == "rejected"
     assert all(x["id"] != aid for x in out["annotations"])  # A's screen now shows it gone
+
+
+def test_a_change_made_against_a_stale_state_is_refused_and_the_screen_redrawn(service, project):
+    """B re-classes an accepted label; A, still showing the old class, deletes it: refused, with A's screen
+    as it is now; then A (now up to date) re-classes it, and B's stale change is refused in turn."""
+    import numpy as np
+
+    from data.annotations import Annotations
+
+    m = np.zeros((60, 80), bool)
+    m[5:15, 5:15] = True
+    aid, = project.add_annotations(1, Annotations.from_masks(m, 1))
+    a, b = _open(service, 1), _open(service, 1)
+    service.set_class(b, aid, 2)
+    out = dispatch(service, [a, "delete", aid])
+    assert "changed by another page" in out["conflict"] and "nothing changed" in out["conflict"]
+    assert [x["class_id"] for x in out["annotations"] if x["id"] == aid] == [2] and len(project.annotations(1))
+    assert "conflict" not in dispatch(service, [a, "set_class", aid, 1])  # A has seen the new state now
+    assert "changed by another page" in dispatch(service, [b, "delete", aid])["conflict"]  # B has not
+    assert "conflict" not in dispatch(service, [b, "delete", aid])
+    assert not len(project.annotations(1))
+    assert "deleted by another page" in dispatch(service, [a, "set_class", aid, 2])["conflict"]

@@ -21,6 +21,10 @@ window.__ds.toPage = (x, y) => { const r = canvas.getBoundingClientRect(); retur
 async function api(method, ...args) {
   const res = await server.api(st.token, method, ...args);
   if (res && res.error) throw new Error(res.error);
+  if (res && res.conflict) {  // another page or a job changed it first: show it as it is now, and why
+    await applyChange(res); renderAnns(); draw();
+    throw new Error(res.conflict);
+  }
   return res;
 }
 // Calls that change the pending mask run one after another, so responses never cross.
@@ -262,8 +266,7 @@ function renderAnns() {
     row.appendChild(meta);
     const btn = (label, title, fn) => { const b = document.createElement("button"); b.textContent = label; b.title = title; b.onclick = (e) => { e.stopPropagation(); fn(); }; row.appendChild(b); };
     if (a.status === "proposed") {
-      const said = (r, verdict) => r.conflict ? status(r.conflict, "err")
-        : status(`#${a.id} ${r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected") : "rejected: it covers a saved label"}`, "ok");
+      const said = (r, verdict) => r.conflict ? status(r.conflict, "err") : status(`#${a.id} ${r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected") : "rejected: it covers a saved label"}`, "ok");
       btn("✓", "accept this proposal", () => run(() => api("review", a.id, "accepted"), (r) => { applyChange(r); said(r, "accepted"); }));
       btn("✗", "reject this proposal", () => run(() => api("review", a.id, "rejected"), (r) => { applyChange(r); said(r, "rejected"); }));
     }
