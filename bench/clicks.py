@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from annotate.segmenters.base import Prompt, Segmenter
 from annotate.segmenters.prefetch import Prefetcher
+from data.cli import bar_options
 from data.coco import GroundTruthImage, read_ground_truth, read_rgb
 from data.errors import InputError
 from data.geometry import mask_iou, mask_to_box
@@ -250,7 +251,7 @@ def run_bench(
     bare_ms: list[float] = []
     results: list[InstanceResult] = []
     n_inst = sum(len(im.labels) for im in images)
-    bar = tqdm(total=n_inst, desc=f"bench clicks {seg.name}", disable=not progress, unit="inst")
+    bar = tqdm(total=n_inst, desc=f"bench clicks {seg.name}", disable=not progress, unit="inst", **bar_options())
     # As in the app: while the user clicks on one image, a background worker encodes the next
     # ones, so click latency is measured with that work running (it yields to pending clicks).
     # Its keys differ from the timed ones, so the encoder timing below stays a cold encode.

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +23,17 @@ from data.jsonout import write_json
 from data.sample import generate
 from data.store import Project
 
+LOG_EVERY_S = 10.0  # a progress line at most this often when stderr is a log, not a terminal
+
 
 @contextmanager
-def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
-    """A tqdm bar on stderr driven by ``progress(done, total)`` callbacks."""
+def progress_bar(desc: str, log_every_s: float = LOG_EVERY_S) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr driven by ``progress(done, total)`` callbacks. When stderr is not a
+    terminal (a log, a pipe) a plain line is written at most every ``log_every_s`` seconds, and
+    at the end, instead of a redrawn bar at every update."""
+    if not sys.stderr.isatty():
+        yield _log_lines(desc, log_every_s)
+        return
     bar = tqdm(desc=desc, file=sys.stderr, unit="img", leave=False)
 
     def progress(done: int, total: int) -> None:
@@ -37,6 +46,33 @@ def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
         yield progress
     finally:
         bar.close()
+
+
+def bar_options() -> dict[str, object]:
+    """tqdm settings for stderr as it is: a redrawn bar on a terminal; in a log, an update at most
+    every ``LOG_EVERY_S`` seconds (tqdm would otherwise write a line per update)."""
+    if sys.stderr.isatty():
+        return {"file": sys.stderr, "leave": False}
+    return {"file": sys.stderr, "leave": True, "mininterval": LOG_EVERY_S, "maxinterval": 10 * LOG_EVERY_S,
+            "ascii": True}
+
+
+def _log_lines(desc: str, every_s: float) -> Callable[[int, int], None]:
+    """``progress(done, total)`` as a line ("importing: 40/120 (33%), 1.2 min left") now and then."""
+    t0 = time.monotonic()
+    last = [-math.inf]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < every_s and done < total:
+            return
+        last[0] = now
+        left = (now - t0) * (total - done) / done if done else math.nan
+        eta = "" if math.isnan(left) or done >= total else f", {left / 60:.1f} min left"
+        pct = f" ({100 * done / total:.0f}%)" if total else ""
+        print(f"{desc}: {done}/{total}{pct}{eta}", file=sys.stderr, flush=True)
+
+    return progress
 
 
 # ----------------------------------------------------------------- sample

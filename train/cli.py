@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from annotate.proposers.registry import proposer_statuses
 from annotate.segmenters.registry import SPECS, default_segmenter_name, model_statuses
+from data.cli import bar_options
 from data.coco import image_to_coco, write_results
 from data.errors import InputError, StudioError
 from data.export import not_done_counts, not_done_message
@@ -212,7 +213,7 @@ def _image_files(source: Path) -> list[Path]:
 
 
 def _progress(items: list, desc: str) -> Any:
-    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
+    return tqdm(items, desc=desc, **bar_options())
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from annotate.autolabel import autolabel, format_report
 from annotate.cache import embeddings_dir
 from annotate.proposers.registry import DEFAULT_MIN_SCORE, canonical_name, create_proposer
 from annotate.segmenters.registry import create_segmenter
+from data.cli import bar_options
 from data.errors import InputError
 from data.store import Project
 
@@ -33,7 +34,7 @@ def add_autolabel_args(p: argparse.ArgumentParser) -> None:
 
 
 def _bar(total: int, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, file=sys.stderr, unit="img", leave=False)
+    return tqdm(total=total, desc=desc, unit="img", **bar_options())
 
 
 def cmd_autolabel(args: argparse.Namespace) -> int:
