@@ -177,7 +177,8 @@ def _drop(props: Annotations, existing: Annotations, counter: list[int]) -> Anno
 def format_report(r: AutolabelReport) -> str:
     state = "cancelled, re-run to resume" if r.cancelled else "finished"
     return (
-        f"{r.proposer}: {r.images_done} images proposed on ({r.images_skipped} already done, "
+        f"{r.proposer}: {r.images_done} images proposed on ({r.images_skipped} skipped: this proposer already "
+        f"proposed on them; "
         f"{r.images_total} selected), {r.proposals_added} proposals added, "
         f"{r.dropped_duplicates} duplicates dropped, {r.dropped_low_score} below the minimum score; {state}\n"
         f"throughput: {r.images_per_s:.2f} images/s (detection {r.detect_s:.1f} s, "
