@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,8 +67,12 @@ def epochs(project: Project, run_id: str) -> list[EpochMetrics]:
     return [EpochMetrics(r[0], r[1], r[2], json.loads(r[3])) for r in run_registry.epochs(project, run_id)]
 
 
+ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")  # CSI, OSC and two-byte escapes
+
+
 def log_tail(project: Project, run_id: str, lines: int = 40) -> str:
-    """The last lines of a run's log, progress-bar redraws (carriage returns) collapsed."""
+    """The last lines of a run's log as plain text: progress-bar redraws (carriage returns) collapsed,
+    terminal colour and cursor codes (ANSI escapes) removed."""
     path = jobs.log_path(project, run_id)
     if not path.is_file():
         return ""
@@ -78,7 +83,7 @@ def log_tail(project: Project, run_id: str, lines: int = 40) -> str:
     out = []
     for line in text.split("\n"):
         line = line.rstrip("\r").split("\r")[-1]  # the final redraw of a tqdm line
-        out.append(line.replace("\x1b[K", ""))
+        out.append(ANSI.sub("", line))
     return "\n".join(out[-lines:]).strip("\n")
 
 

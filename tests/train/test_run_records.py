@@ -62,3 +62,16 @@ def test_an_old_runs_table_gains_the_column_and_its_records_read_without_ids(tmp
     Project(project.root).ensure_tables(run_registry.TABLES)  # idempotent
     jobs.update(project, "old", class_ids=[project.class_by_name("chip").id, None])
     assert jobs.get(project, "old").class_ids == (project.class_by_name("chip").id, None)
+
+
+def test_log_tail_is_plain_text_without_terminal_codes(tmp_path):
+    from data.store import Project
+    from train import jobs, runs
+
+    project = Project.create(tmp_path / "p")
+    path = jobs.log_path(project, "r1")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x1b[34m\x1b[1mtrain: \x1b[0mScanning 10 images\r 50%\r100% done\x1b[K\nnext line\n")
+    assert runs.log_tail(project, "r1") == "100% done\nnext line"
+    path.write_bytes(b"\x1b[34m\x1b[1mtrain: \x1b[0mScanning 10 images\n")
+    assert runs.log_tail(project, "r1") == "train: Scanning 10 images"
