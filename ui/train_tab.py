@@ -297,7 +297,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         done_btn = gr.Button("Mark labelled images done", size="sm")
     with gr.Row():
         start_btn = gr.Button("Start training", variant="primary")
-        cancel_btn = gr.Button("Cancel run", variant="stop")
+        cancel_btn = gr.Button("Cancel run", variant="secondary", interactive=False)  # live while a run is
         resume_btn = gr.Button("Resume run")
     msg = gr.Markdown()
     choices = run_choices(project)
@@ -385,7 +385,7 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
         try:
             v = poll_view(project, run_id)
         except StudioError as err:
-            return (str(err), "", gr.skip(), gr.skip(), "", gr.skip(), gr.skip(), last)
+            return (str(err), "", gr.skip(), gr.skip(), "", gr.skip(), gr.skip(), last, gr.skip())
         table_key, plot_key = last if last else ((), ())
         new_table = v.table_key != table_key
         new_plots = v.plot_key != plot_key
@@ -395,9 +395,10 @@ def build_train_tab(project: Project, weights_dir: str | None = None, tab: gr.Ta
                 v.log,
                 runs_table(project) if new_table else gr.skip(),
                 gr.update(choices=run_choices(project)) if new_table else gr.skip(),
-                (v.table_key, v.plot_key))
+                (v.table_key, v.plot_key),
+                gr.update(interactive=v.can_cancel))
 
-    poll_outputs = [status, notice, loss_plot, metric_plot, log, table, run, seen]
+    poll_outputs = [status, notice, loss_plot, metric_plot, log, table, run, seen, cancel_btn]
     timer.tick(do_poll, [run, seen], poll_outputs, show_progress="hidden", concurrency_id="train-poll",
                concurrency_limit=4)
     run.change(lambda r: do_poll(r, None), [run], poll_outputs, show_progress="hidden")
