@@ -359,7 +359,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
         def use_as_proposer(run_id):
             if not run_id:
                 raise gr.Error("Pick a trained run first.")
-            return gr.update(choices=proposer_choices(project), value=f"run:{run_id}"), gr.Tabs(selected="review")
+            return gr.update(choices=proposer_choices(project, weights_dir), value=f"run:{run_id}"), gr.Tabs(selected="review")
 
         predict.use_as_proposer.click(use_as_proposer, [predict.run], [rv.proposer, tabs])
         rv.wire_load(demo)  # the Review queue is filled when the page opens

@@ -24,7 +24,7 @@ import numpy as np
 from annotate import review
 from annotate.autolabel import autolabel as run_autolabel
 from annotate.autolabel import format_report
-from annotate.proposers.registry import create_proposer, proposer_names
+from annotate.proposers.registry import create_proposer, proposer_names, proposer_statuses
 from annotate.segmenters.base import Segmenter
 from data import render
 from data.errors import NotFoundError, StudioError
@@ -256,10 +256,13 @@ def image_of(project: Project, ann_id: int | None) -> int:
         raise user_error(err) from err
 
 
-def proposer_choices(project: Project) -> list[str]:
-    names = [n for n in proposer_names() if n != "run:ID"]
+def proposer_choices(project: Project, weights_dir: str | None = None) -> list[tuple[str, str]]:
+    """(label, name) of every proposer: the ones that cannot run here say what they need."""
+    notes = {s.name: s.note for s in proposer_statuses(weights_dir) if s.state == "missing"}
+    names = [(n if n not in notes else f"{n} ({notes[n]})", n) for n in proposer_names() if n != "run:ID"]
     try:
-        names += [f"run:{r.id}" for r in jobs.list_runs(project) if r.status == "succeeded"]
+        names += [(f"run:{r.id} (trained here)", f"run:{r.id}") for r in jobs.list_runs(project)
+                  if r.status == "succeeded"]
     except StudioError:
         pass  # an unreadable run registry must not keep the Review screen from opening
     return names
@@ -318,7 +321,7 @@ def build_review_tab(project: Project, segmenter: Segmenter, token: gr.State, we
             above_btn = gr.Button("Accept all above score")
     gr.Markdown("### Auto-label a batch")
     with gr.Row():
-        proposer = gr.Dropdown(label="Proposer", choices=proposer_choices(project), value="anomaly")
+        proposer = gr.Dropdown(label="Proposer", choices=proposer_choices(project, weights_dir), value="anomaly")
         al_select = gr.Radio([("not yet done (unlabeled)", "unlabeled"), ("done ones too", "all")],
                              value="unlabeled", label="Images",
                              info="good images never get proposals; none covers an accepted label")

@@ -18,7 +18,7 @@ import numpy as np
 
 from annotate.proposers.anomaly import AnomalyProposer, NearestClass, region_features
 from annotate.proposers.base import Proposer
-from annotate.proposers.yoloworld import CLIP_FILE, YOLOWORLD_SIZES, YoloWorldProposer, yoloworld_file
+from annotate.proposers.yoloworld import CLIP_FILE, YOLOWORLD_SIZES, YoloWorldProposer, clip_problem, yoloworld_file
 from data.errors import InputError
 from data.names import clean_name
 from runtime.status import ModelStatus
@@ -178,11 +178,14 @@ def proposer_statuses(weights_dir: str | None = None, device: str = "auto") -> l
                        "weight-free: compares with the project's 'good' images"),
     ]
     clip_ok = (folder / CLIP_FILE).is_file()
+    broken = clip_problem()
     for s in YOLOWORLD_SIZES:
         f = yoloworld_file(s)
         ok = (folder / f).is_file()
         missing = [x for x, present in ((f, ok), (CLIP_FILE, clip_ok)) if not present]
         note = "text prompts per class" if not missing else f"unavailable: needs {' and '.join(missing)}"
+        if broken:
+            note += f"; {broken}"
         rows.append(ModelStatus(f"yoloworld-v2-{s}", "proposer", "found" if not missing else "missing",
                                    f, str(folder), dev, note))
     rows.extend(f.status(dev) for f in _FACTORIES.values())

@@ -61,6 +61,18 @@ def import_clip():
     return clip
 
 
+def clip_problem() -> str | None:
+    """Why the ``clip`` module cannot be used: not installed, or installed but broken; None when it imports."""
+    if importlib.util.find_spec("clip") is None:
+        return "the 'clip' module is not installed: pip install clip-anytorch (it is in requirements.txt)."
+    try:
+        import_clip()
+    except Exception as err:  # noqa: BLE001 - any failure of a package's import is reported, not raised
+        return (f"the 'clip' module (clip-anytorch) is installed but cannot be imported ({type(err).__name__}: "
+                f"{err}); reinstall it with pip install --force-reinstall clip-anytorch.")
+    return None
+
+
 class ClipText:
     """CLIP's text encoder from a local file; raises WeightsMissingError when it is absent."""
 
@@ -68,10 +80,10 @@ class ClipText:
         path = Path(folder) / CLIP_FILE
         if not path.is_file():
             raise WeightsMissingError("YOLO-World text encoder (CLIP ViT-B/32)", CLIP_FILE, str(folder))
-        try:
-            clip = import_clip()
-        except ImportError as err:
-            raise ModelUnavailableError("YOLO-World needs the 'clip' module: pip install clip-anytorch.") from err
+        problem = clip_problem()
+        if problem:
+            raise ModelUnavailableError(f"YOLO-World's text encoder: {problem}")
+        clip = import_clip()
         try:
             # What clip.load(jit=False) does, minus its fallback to unpickling a file that is not
             # TorchScript: the archive is hash-checked, loaded by torch.jit, and its tensors rebuilt.

@@ -107,3 +107,17 @@ def test_missing_weights_name_the_files(tmp_path, project):
     rows = {r.name: r for r in proposer_statuses(str(tmp_path), "cpu")}
     assert rows["yoloworld-v2-s"].state == "missing" and "ViT-B-32.pt" in rows["yoloworld-v2-s"].note
     assert rows["yoloworld-v2-x"].filename == "yolov8x-worldv2.pt" and rows["anomaly"].state == "builtin"
+
+
+def test_clip_installed_but_broken_is_told_apart_from_not_installed(monkeypatch):
+    from annotate.proposers import yoloworld
+
+    assert yoloworld.clip_problem() is None  # the pinned clip-anytorch imports (without pkg_resources)
+
+    def broken():
+        raise ModuleNotFoundError("No module named 'pkg_resources'")
+
+    monkeypatch.setattr(yoloworld, "import_clip", broken)
+    assert "installed but cannot be imported" in yoloworld.clip_problem()
+    monkeypatch.setattr(yoloworld.importlib.util, "find_spec", lambda name: None)
+    assert "not installed: pip install clip-anytorch" in yoloworld.clip_problem()

@@ -113,3 +113,9 @@ def test_accept_above_on_the_selected_image_or_everywhere(project, queued):
     assert v.message.startswith("Accepted 0 proposals")
     v = rt.accept_above(project, "score", queued["0.3"], 0.5, "all images")
     assert v.message.startswith("Accepted 2 proposals") and [r[0] for r in v.rows] == [queued["0.3"], queued["none"]]
+
+
+def test_the_proposer_menu_says_what_a_proposer_needs(project, tmp_path):
+    choices = dict((value, label) for label, value in rt.proposer_choices(project, str(tmp_path)))
+    assert choices["anomaly"] == "anomaly"
+    assert "needs yolov8s-worldv2.pt and ViT-B-32.pt" in choices["yoloworld-v2-s"]
