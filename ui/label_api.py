@@ -462,7 +462,7 @@ class LabelService:
             if not s.undo:
                 raise LabelError("nothing to undo on this image.")
             step = s.undo.pop()
-            undone = "prompt"
+            undone = _undone_pending(step.pending, s.pending)
             if step.created_id is not None:
                 self.project.delete_annotations([step.created_id])
                 undone = f"annotation #{step.created_id} removed"
@@ -657,6 +657,17 @@ class LabelService:
         editing = s.pending.editing_id
         masks = Annotations.from_crops(height, width, [crop], [(x0, y0)], NO_CLASS, source=MANUAL, status="proposed")
         s.pending = Pending(masks=masks, manual=True, editing_id=editing)
+
+
+def _undone_pending(before: Any, now: Pending) -> str:
+    """What undoing back to the pending state ``before`` takes back, in the user's words."""
+    if now.manual:
+        return "brush, eraser or polygon edit"
+    if before is not None and now.chosen != before.state.chosen and now.points == before.state.points:
+        return "candidate choice"
+    if now.box is not None and (before is None or before.state.box != now.box):
+        return "box"
+    return "point" if now.points else "edit"
 
 
 def safe_call(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:

@@ -493,3 +493,13 @@ def test_a_change_made_against_a_stale_state_is_refused_and_the_screen_redrawn(s
     assert "conflict" not in dispatch(service, [b, "delete", aid])
     assert not len(project.annotations(1))
     assert "deleted by another page" in dispatch(service, [a, "set_class", aid, 2])["conflict"]
+
+
+def test_undo_names_what_it_takes_back(service):
+    t = _open(service, 1)
+    service.prompt(t, "pos", [40, 30])
+    service.stroke(t, "brush", [[10, 10], [20, 20]], 3)
+    assert service.undo(t)["undone"] == "brush, eraser or polygon edit"
+    assert service.undo(t)["undone"] == "point"
+    service.prompt(t, "box", [5, 5, 30, 30])
+    assert service.undo(t)["undone"] == "box"
