@@ -248,3 +248,15 @@ def test_two_pages_one_truth_a_stale_accept_is_refused_with_the_state(app):
     assert project.annotation(aid)[1].status[0] == "rejected"
     for ctx in (ctx_a, ctx_b):
         ctx.close()
+
+
+def test_zoom_readout_and_point_sign_tell_the_truth(app):
+    project, targets, url, browser = app
+    ctx, lp = _page(browser, url)
+    lp.open(sorted(targets)[0])
+    scale = lp.page.evaluate("() => window.__ds.state.scale")
+    assert lp.root.locator(".ds-zoom").inner_text() == f"{round(scale * 100)}%" and scale < 1  # fitted, not 100%
+    assert "idle" not in (lp.root.locator(".ds-sign").get_attribute("class") or "")
+    lp.page.keyboard.press("b")  # the brush: clicks paint, the point sign is not lit
+    assert "idle" in lp.root.locator(".ds-sign").get_attribute("class")
+    ctx.close()

@@ -76,6 +76,7 @@ function fit() {
   const r = canvas.getBoundingClientRect();
   const s = Math.min(r.width / st.image.width, r.height / st.image.height) * 0.98;
   st.scale = s; st.ox = (r.width - st.image.width * s) / 2; st.oy = (r.height - st.image.height * s) / 2;
+  $(".ds-zoom").textContent = `${Math.round(st.scale * 100)}%`;  // the readout follows every fit
   draw();
 }
 function toImage(ev) {
@@ -280,6 +281,7 @@ function renderTools() {
   element.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("on", b.dataset.tool === st.tool));
   const sign = $(".ds-sign");
   sign.textContent = st.neg ? "- point" : "+ point"; sign.classList.toggle("neg", st.neg);
+  sign.classList.toggle("idle", st.tool !== "prompt");  // lit only while clicks are prompts
   canvas.style.cursor = st.tool === "pan" ? "grab" : "crosshair";
   $(".ds-zoom").textContent = `${Math.round(st.scale * 100)}%`;
 }
