@@ -73,8 +73,10 @@ def class_rows(project: Project) -> list[list[Any]]:
 def summary_md(project: Project) -> str:
     s = project.stats()
     im = s["images"]
-    return (f"**{im['total']} images**: {im['unlabeled']} unlabeled, {im['with_proposals']} with proposals, "
-            f"{im['done']} done, {im['good']} good (defect-free) &middot; project folder `{s['project']}`")
+    waiting = f" ({im['with_proposals']} of them with proposals to review)" if im["with_proposals"] else ""
+    # unlabeled + done + good is the total: images with proposals are among the unlabeled, never added on
+    return (f"**{im['total']} images**: {im['unlabeled']} unlabeled{waiting}, {im['done']} done, "
+            f"{im['good']} good (defect-free) &middot; project folder `{s['project']}`")
 
 
 def delete_consequence(project: Project, class_id: int | None, move_to: int | None) -> str:
@@ -167,7 +169,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
         rev = gr.State(0)
         gr.Markdown(f"## {TITLE}")
         with gr.Tabs() as tabs:
-            with gr.Tab("Project", id="project"):
+            with gr.Tab("Project", id="project") as project_tab:
                 summary = gr.Markdown(summary_md(project))
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -262,6 +264,13 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                     gr.update(choices=choices), gr.update(choices=choices), page_value(t, rev=r), r)
 
         project_outputs = [summary, images_df, classes_df, edit_cls, del_cls, move_to, *rv.class_boxes, canvas, rev]
+
+        def project_now():
+            """The Project screen as the project is now (labeling, review and jobs change it elsewhere)."""
+            return summary_md(project), image_rows(project), class_rows(project)
+
+        project_tab.select(project_now, None, [summary, images_df, classes_df], show_progress="hidden")
+        demo.load(project_now, None, [summary, images_df, classes_df], show_progress="hidden")
 
         def do_import(files, empty_is_good=False, progress=gr.Progress()):
             if not files:

@@ -120,3 +120,20 @@ def test_next_image_order_least_sure_first_uses_the_assist_model(project, fake, 
         assert service.next_chooser is None
     finally:
         service.close()
+
+
+def test_project_summary_counts_sum_to_the_images(project):
+    import re
+
+    import numpy as np
+
+    from ui.app import summary_md
+
+    m = np.zeros((60, 80), bool)
+    m[5:10, 5:10] = True
+    project.add_annotations(1, Annotations.from_masks(m, 1, 0.8, source="anomaly", status="proposed"))
+    project.set_image_status(3, "good")
+    text = summary_md(project)
+    total, unlabeled, done, good = (int(re.search(p, text).group(1)) for p in (
+        r"\*\*(\d+) images", r"(\d+) unlabeled", r"(\d+) done", r"(\d+) good"))
+    assert unlabeled + done + good == total == 3 and "1 of them with proposals to review" in text

@@ -260,3 +260,24 @@ def test_zoom_readout_and_point_sign_tell_the_truth(app):
     lp.page.keyboard.press("b")  # the brush: clicks paint, the point sign is not lit
     assert "idle" in lp.root.locator(".ds-sign").get_attribute("class")
     ctx.close()
+
+
+def test_the_project_screen_shows_the_project_as_it_is_now(app):
+    """A change made elsewhere (another screen, another page) shows when the Project screen is opened."""
+    import re
+
+    project, targets, url, browser = app
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = ctx.new_page()
+    page.goto(url)
+    page.wait_for_function("() => /\\d+ good/.test(document.body.innerText)")
+    good = lambda: int(re.search(r"(\d+) good", page.inner_text("body")).group(1))  # noqa: E731
+    before = good()
+    image_id = next(r.id for r in project.images() if r.status == "unlabeled"
+                    and not len(project.annotations(r.id, with_masks=False)))
+    project.set_image_status(image_id, "good")  # as the Label screen or another page would
+    page.get_by_role("tab", name="Label").click()
+    page.get_by_role("tab", name="Project").click()
+    page.wait_for_function(f"() => /{before + 1} good/.test(document.body.innerText)", timeout=10000)
+    project.set_image_status(image_id, "unlabeled")
+    ctx.close()
