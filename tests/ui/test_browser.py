@@ -281,3 +281,21 @@ def test_the_project_screen_shows_the_project_as_it_is_now(app):
     page.wait_for_function(f"() => /{before + 1} good/.test(document.body.innerText)", timeout=10000)
     project.set_image_status(image_id, "unlabeled")
     ctx.close()
+
+
+def test_edit_outline_saves_with_one_enter(app):
+    project, targets, url, browser = app
+    ctx, lp = _page(browser, url)
+    image_id, pts = sorted(targets.items())[1]
+    lp.open(image_id)
+    before = len(project.annotations(image_id, with_masks=False))
+    lp.page.keyboard.press("1")
+    lp.click(*pts[0])
+    lp.root.locator(".ds-outline").click()
+    lp.idle()
+    assert "Enter saves" in lp.status()
+    lp.page.keyboard.press("Enter")
+    lp.page.wait_for_function("() => document.querySelector('#ds-label .ds-status').innerText.startsWith('Saved #')",
+                              timeout=15000)
+    assert len(project.annotations(image_id, with_masks=False)) == before + 1
+    ctx.close()

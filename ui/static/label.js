@@ -308,6 +308,7 @@ async function openImage(id) {
     const img = new Image(); img.src = r.src; await img.decode();
     const first = !st.image || st.image.width !== r.image.width || st.image.height !== r.image.height;
     st.img = img; st.image = r.image;
+    if (document.activeElement && element.contains(document.activeElement)) document.activeElement.blur();  // no ring carried over
     await prepare(r.annotations); st.anns = r.annotations;
     if (first) fit();
     renderImage(); renderAnns(); await setPending(r.pending);
@@ -344,13 +345,17 @@ function editAnn(id) {
   run(() => api("edit", id), async (r) => { st.sel = id; if (r.class_id != null) st.cls = r.class_id; renderClasses(); await setPending(r); renderAnns(); status(`Editing #${id}: click to refine, or use the brush, eraser or Edit outline; Enter saves.`); });
 }
 function editOutline() {
-  run(() => api("polygon_of"), (r) => { st.poly = { pts: r.points, closed: true }; setTool("polygon", true); status("Drag vertices to move them, right click a vertex to delete it, click an edge to add one; Enter applies."); draw(); });
+  run(() => api("polygon_of"), (r) => { st.poly = { pts: r.points, closed: true, outline: true }; setTool("polygon", true); status("Drag vertices to move them, right click a vertex to delete it, click an edge to add one; Enter saves."); draw(); });
 }
 function commitPoly() {
-  const pts = st.poly && st.poly.pts;
+  const pts = st.poly && st.poly.pts, save = st.poly && st.poly.outline;  // an edited outline: one Enter saves
   if (!pts || pts.length < 3) return fail("A polygon needs at least 3 points.");
   st.poly = null;
-  run(() => api("polygon", pts), async (r) => { await setPending(r); status("Polygon applied as a hand-made mask. Enter saves it.", "ok"); });
+  run(() => api("polygon", pts), async (r) => {
+    await setPending(r);
+    if (save) { accept(); return; }  // queued after this call (awaiting it here would wait on itself)
+    status("Polygon applied as a hand-made mask. Enter saves it.", "ok");
+  });
 }
 function setTool(t, keepPoly) {
   st.tool = t; if (t !== "polygon" && !keepPoly) st.poly = null;
@@ -542,6 +547,9 @@ $(".ds-done").onclick = () => setImageStatus("done");
 $(".ds-good").onclick = () => setImageStatus("good");
 $(".ds-unl").onclick = () => setImageStatus("unlabeled");
 element.querySelectorAll("[data-tool]").forEach((b) => { b.onclick = () => setTool(b.dataset.tool); });
+// A clicked button lets go of the focus, so Enter goes to the canvas (accept, apply), not to the
+// button again; Mark done keeps it on purpose (after the last review, Enter marks the image done).
+element.querySelectorAll("button").forEach((b) => b.addEventListener("click", () => { if (!b.classList.contains("ds-done")) b.blur(); }));
 new ResizeObserver(() => { resize(); }).observe(canvas);
 
 // ------------------------------------------------------------------ boot
