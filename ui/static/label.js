@@ -196,6 +196,7 @@ function setClass(cid) {
 function renderImage() {
   const im = st.image;
   $(".ds-imgname").textContent = im ? `${im.index + 1} / ${im.total}  ${im.name}` : "no image";
+  $(".ds-imgname").title = im ? im.name : "";  // the full name where the toolbar cuts it
   const s = $(".ds-imgstatus");
   s.textContent = im ? im.status : ""; s.className = "ds-imgstatus " + (im ? im.status : "");
   $(".ds-prev").disabled = !im || im.prev == null;
