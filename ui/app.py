@@ -187,7 +187,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                                  "list those too). YOLO images with an empty label file are background either way.")
                         import_btn = gr.Button("Import uploaded files", variant="primary")
                         dir_btn = gr.Button(f"Import server folder {import_dir}", visible=import_dir is not None)
-                        import_report = gr.Markdown()
+                        import_report = gr.Markdown(min_height=80)  # room for the progress bar
                 gr.Markdown("### Classes")
                 classes_df = gr.Dataframe(value=class_rows(project), headers=CLASS_COLUMNS, interactive=False)
                 with gr.Row():
@@ -236,7 +236,7 @@ def build_app(project: Project, segmenter: Segmenter, weights_dir: str | None = 
                 with gr.Row():
                     ex_btn = gr.Button("Export", variant="primary")
                     ex_done_btn = gr.Button("Mark labelled images done")
-                ex_msg = gr.Markdown()
+                ex_msg = gr.Markdown(min_height=80)  # room for the progress bar
                 ex_file = gr.File(label="Download (zip)")
 
             with gr.Tab("Train", id="train") as train_tab:

@@ -331,7 +331,7 @@ def build_review_tab(project: Project, segmenter: Segmenter, token: gr.State, we
     with gr.Row():
         al_start = gr.Button("Start auto-label", variant="primary")
         al_cancel = gr.Button("Cancel")
-    al_msg = gr.Markdown()
+    al_msg = gr.Markdown("No auto-label running.", min_height=80, elem_id="ds-al-msg")  # room for its progress bar
     undo = gr.State([])
     shown = gr.State(None)  # the queue rows last sent to this page (not sent again when unchanged)
 
