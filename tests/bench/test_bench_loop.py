@@ -24,6 +24,7 @@ def sets(tmp_path_factory):
 def test_a_tiny_loop_counts_every_action_and_scores_its_model(sets, monkeypatch):
     train, test = sets
     monkeypatch.setattr(loop, "MIN_TRAIN_S", 5.0)
+    monkeypatch.setattr(loop, "FINISH_ALLOWANCE_S", 0.0)  # a 30 s budget has no 30 s to keep
     monkeypatch.setattr(assist, "ANOMALY_MIN_GOOD", 1)  # the first good image starts the proposals
     settings = loop.LoopSettings(budget_actions=45, budget_min=0.5, assist=True, imgsz=64, device="cpu", seed=0,
                                  policy="uncertainty")  # before any model: the seeded order
