@@ -298,9 +298,6 @@ def build_review_tab(project: Project, segmenter: Segmenter, token: gr.State, we
             gr.HTML(LEGEND, js_on_load=KEYS_JS, elem_id="ds-rv-keys")
             where = gr.Markdown(elem_id="ds-rv-where")
             msg = gr.Markdown(elem_id="ds-rv-msg")
-            zoom = gr.Image(label="Selected proposal, close up", interactive=False, height=300)
-            sel = gr.Number(label="Selected proposal id", precision=0, value=None, interactive=False,
-                            elem_id="ds-rv-sel")
             with gr.Row():
                 accept_btn = gr.Button("Accept (Y)", variant="primary", elem_id="ds-rv-accept")
                 reject_btn = gr.Button("Reject (X)", variant="stop", elem_id="ds-rv-reject")
@@ -312,6 +309,10 @@ def build_review_tab(project: Project, segmenter: Segmenter, token: gr.State, we
                 cls = gr.Dropdown(label="Class (keys 1-9)", choices=class_choices(project), value=None,
                                   elem_id="ds-rv-class")
                 cls_btn = gr.Button("Set class", elem_id="ds-rv-set-class")
+            # the actions first, then the close-up: at 1280x720 every action is in view
+            zoom = gr.Image(label="Selected proposal, close up", interactive=False, height=240)
+            sel = gr.Number(label="Selected proposal id", precision=0, value=None, interactive=False,
+                            elem_id="ds-rv-sel")
             digit_btns = [gr.Button(str(d), visible="hidden", elem_id=f"ds-rv-class-{d}") for d in range(1, 10)]
             refine_btn = gr.Button("Refine with clicks in Label", elem_id="ds-rv-refine")
             with gr.Row():

@@ -299,3 +299,16 @@ def test_edit_outline_saves_with_one_enter(app):
                               timeout=15000)
     assert len(project.annotations(image_id, with_masks=False)) == before + 1
     ctx.close()
+
+
+def test_review_actions_are_in_view_at_1280x720(app):
+    project, targets, url, browser = app
+    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
+    page = ctx.new_page()
+    page.goto(url)
+    page.get_by_role("tab", name="Review").click()
+    page.wait_for_selector("#ds-rv-accept")
+    for el in ("#ds-rv-accept", "#ds-rv-reject", "#ds-rv-prev", "#ds-rv-next", "#ds-rv-undo", "#ds-rv-set-class"):
+        box = page.locator(el).bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= 720, (el, box)
+    ctx.close()
