@@ -312,3 +312,17 @@ def test_review_actions_are_in_view_at_1280x720(app):
         box = page.locator(el).bounding_box()
         assert box and box["y"] >= 0 and box["y"] + box["height"] <= 720, (el, box)
     ctx.close()
+
+
+def test_label_canvas_and_status_are_in_view_at_both_sizes(app):
+    project, targets, url, browser = app
+    for width, height in ((1280, 720), (1440, 900)):
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        from ui.browser import LabelPage
+
+        lp = LabelPage(ctx.new_page(), url)
+        lp.open(sorted(targets)[0])
+        for el in ("#ds-label .ds-canvas", "#ds-label .ds-status", "#ds-label .ds-accept"):
+            box = lp.page.locator(el).bounding_box()
+            assert box and box["y"] >= 0 and box["y"] + box["height"] <= height, (width, height, el, box)
+        ctx.close()
