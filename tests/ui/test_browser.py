@@ -39,6 +39,22 @@ def app(tmp_path_factory):
     demo.ds_service.close()
 
 
+def _screen(browser, url, width: int = 1280, height: int = 720, tab: str | None = None):
+    """A new page of the app at ``width`` x ``height``, on screen ``tab`` when given."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    page = ctx.new_page()
+    page.goto(url)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    return ctx, page
+
+
+def _assert_in_view(page, selectors, height: int) -> None:
+    for el in selectors:
+        box = page.locator(el).bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= height, (el, box, height)
+
+
 def _page(browser, url):
     from ui.browser import LabelPage
 
@@ -267,9 +283,7 @@ def test_the_project_screen_shows_the_project_as_it_is_now(app):
     import re
 
     project, targets, url, browser = app
-    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = ctx.new_page()
-    page.goto(url)
+    ctx, page = _screen(browser, url)
     page.wait_for_function("() => /\\d+ good/.test(document.body.innerText)")
     good = lambda: int(re.search(r"(\d+) good", page.inner_text("body")).group(1))  # noqa: E731
     before = good()
@@ -303,14 +317,10 @@ def test_edit_outline_saves_with_one_enter(app):
 
 def test_review_actions_are_in_view_at_1280x720(app):
     project, targets, url, browser = app
-    ctx = browser.new_context(viewport={"width": 1280, "height": 720})
-    page = ctx.new_page()
-    page.goto(url)
-    page.get_by_role("tab", name="Review").click()
+    ctx, page = _screen(browser, url, tab="Review")
     page.wait_for_selector("#ds-rv-accept")
-    for el in ("#ds-rv-accept", "#ds-rv-reject", "#ds-rv-prev", "#ds-rv-next", "#ds-rv-undo", "#ds-rv-set-class"):
-        box = page.locator(el).bounding_box()
-        assert box and box["y"] >= 0 and box["y"] + box["height"] <= 720, (el, box)
+    _assert_in_view(page, ("#ds-rv-accept", "#ds-rv-reject", "#ds-rv-prev", "#ds-rv-next", "#ds-rv-undo",
+                           "#ds-rv-set-class"), 720)
     ctx.close()
 
 
@@ -322,7 +332,5 @@ def test_label_canvas_and_status_are_in_view_at_both_sizes(app):
 
         lp = LabelPage(ctx.new_page(), url)
         lp.open(sorted(targets)[0])
-        for el in ("#ds-label .ds-canvas", "#ds-label .ds-status", "#ds-label .ds-accept"):
-            box = lp.page.locator(el).bounding_box()
-            assert box and box["y"] >= 0 and box["y"] + box["height"] <= height, (width, height, el, box)
+        _assert_in_view(lp.page, ("#ds-label .ds-canvas", "#ds-label .ds-status", "#ds-label .ds-accept"), height)
         ctx.close()
