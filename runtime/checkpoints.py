@@ -15,13 +15,12 @@ checkpoint the app reads goes through one of three doors here:
   through pickle), after checking its SHA-256 when the publisher gives one.
 
 A file that needs anything else raises :class:`UnsafeCheckpointError`, which names the file
-and says it was not loaded. :func:`sha256_file` and :func:`verify` check recorded hashes
+and says it was not loaded. :func:`verify` checks recorded hashes (:func:`runtime.weights.sha256_of`)
 (a run's checkpoints are hashed when the run ends and checked before they are loaded).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import InputError, StudioError
+from runtime.weights import sha256_of
 
 SAFE_ENV = "ULTRALYTICS_SAFE_LOAD"
 
@@ -57,12 +57,6 @@ def enable_safe_yolo() -> None:
     if tasks is not None:  # imported already: its flag was read at import time
         tasks.SAFE_LOAD = True  # type: ignore[attr-defined]
 
-
-def safe_yolo_enabled() -> bool:
-    tasks = sys.modules.get("ultralytics.nn.tasks")
-    if tasks is not None:
-        return bool(getattr(tasks, "SAFE_LOAD", False))
-    return os.environ.get(SAFE_ENV, "").lower() in ("1", "true", "yes")
 
 
 def _refused(err: BaseException | None) -> bool:
@@ -115,17 +109,10 @@ def state_dict(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def verify(path: str | Path, expected: str | None) -> None:
     """Refuse ``path`` unless its SHA-256 is ``expected`` (None: nothing recorded, nothing checked)."""
-    if expected and sha256_file(path) != expected:
+    if expected and sha256_of(Path(path)) != expected:
         raise UnsafeCheckpointError(path, f"its SHA-256 is not the one recorded ({expected[:12]}...): the file was "
                                           f"changed after it was written", changed=True)
 

@@ -44,6 +44,7 @@ from data.errors import InputError, NotFoundError
 from data.run_registry import FINISHED
 from data.store import Project
 from runtime import checkpoints
+from runtime.weights import sha256_of
 from train.models import TrainSettings, validate_settings
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
@@ -346,7 +347,7 @@ def _in_run_dir(project: Project, run_id: str, path: str | None) -> str | None:
 
 def record_checkpoints(project: Project, rec: RunRecord) -> dict[str, str]:
     """Hash the run's checkpoints as they are now and record them; returns ``{relative path: sha256}``."""
-    found = {str(f.relative_to(rec.run_dir)): checkpoints.sha256_file(f)
+    found = {str(f.relative_to(rec.run_dir)): sha256_of(f)
              for f in sorted((rec.run_dir / "train" / "weights").glob("*.pt"))}
     update(project, rec.id, weights_sha256=found)
     return found

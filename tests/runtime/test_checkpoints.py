@@ -12,6 +12,7 @@ from data import run_registry
 from data.store import Project
 from runtime import checkpoints
 from runtime.checkpoints import UnsafeCheckpointError
+from runtime.weights import sha256_of
 
 
 class _Rigged:
@@ -79,7 +80,7 @@ def test_torchscript_loads_by_jit_only_and_is_hash_checked(tmp_path, marker):
     scripted = torch.jit.script(torch.nn.Linear(2, 2))
     path = tmp_path / "enc.ts"
     scripted.save(str(path))
-    digest = checkpoints.sha256_file(path)
+    digest = sha256_of(path)
     assert checkpoints.load_torchscript(path, digest)(torch.zeros(1, 2)).shape == (1, 2)
     with pytest.raises(UnsafeCheckpointError, match="SHA-256 is not the one recorded"):
         checkpoints.load_torchscript(path, "0" * 64)
@@ -114,7 +115,7 @@ def test_run_checkpoints_are_hashed_and_checked_and_paths_stay_in_the_project(tm
     best = _run(project, "r1", "train/weights/best.pt")
     rec = jobs.get(project, "r1")
     assert Path(rec.best_weights) == best
-    assert jobs.record_checkpoints(project, rec) == {"train/weights/best.pt": checkpoints.sha256_file(best)}
+    assert jobs.record_checkpoints(project, rec) == {"train/weights/best.pt": sha256_of(best)}
     assert jobs.check_checkpoint(project, best) == best
     best.write_bytes(b"swapped afterwards")
     with pytest.raises(UnsafeCheckpointError, match="changed after it was written"):

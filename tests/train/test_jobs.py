@@ -47,11 +47,12 @@ def test_train_end_to_end_registry_and_prediction(tiny_project: Project, tmp_pat
     assert rec.class_ids == tuple(c.id for c in tiny_project.classes())  # model class k -> project class id
     assert Path(rec.best_weights).is_file() and rec.run_dir in Path(rec.best_weights).parents
     from data import run_registry
-    from runtime.checkpoints import UnsafeCheckpointError, sha256_file
+    from runtime.checkpoints import UnsafeCheckpointError
+    from runtime.weights import sha256_of
 
     stored = next(r for r in run_registry.list_all(tiny_project) if r["id"] == run_id)["best_weights"]
     assert not Path(stored).is_absolute()  # a copied project loads its own files
-    assert rec.weights_sha256["train/weights/best.pt"] == sha256_file(rec.best_weights)
+    assert rec.weights_sha256["train/weights/best.pt"] == sha256_of(Path(rec.best_weights))
     assert "metrics/mAP50(M)" in rec.metrics and rec.wall_s > 0
     ep = runs.epochs(tiny_project, run_id)
     assert [e.epoch for e in ep] == [1] and "train/seg_loss" in ep[0].metrics
