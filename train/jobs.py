@@ -359,7 +359,7 @@ def check_checkpoint(project: Project, path: str | Path) -> Path:
     project's runs (a base model) and checkpoints never hashed (older runs) pass: they are still loaded
     through the allow-list."""
     p = Path(path).resolve()
-    runs = run_dir(project, "x").parent.resolve()
+    runs = project.path("runs").resolve()
     if runs not in p.parents:
         return Path(path)
     run_id = p.relative_to(runs).parts[0]

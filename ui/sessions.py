@@ -167,6 +167,9 @@ class SessionStore:
         with self._lock:
             return self._closed.get(token) if isinstance(token, str) else None
 
+    def _idle_reason(self) -> str:
+        return f"it was idle for more than {self.idle_s / 60:.0f} minutes (DEFECT_STUDIO_SESSION_IDLE_MIN)"
+
     def _forget(self, token: str, reason: str) -> None:
         self._sessions.pop(token, None)
         self._closed[token] = reason
@@ -179,8 +182,7 @@ class SessionStore:
         with self._lock:
             s = self._sessions.get(token)
             if s is not None and time.monotonic() - s.seen > self.idle_s:
-                self._forget(token, f"it was idle for more than {self.idle_s / 60:.0f} minutes "
-                                    f"(DEFECT_STUDIO_SESSION_IDLE_MIN)")
+                self._forget(token, self._idle_reason())
                 s = None
         if s is not None:
             s.seen = time.monotonic()
@@ -204,5 +206,4 @@ class SessionStore:
     def _expire(self) -> None:
         now = time.monotonic()
         for t in [t for t, s in self._sessions.items() if now - s.seen > self.idle_s]:
-            self._forget(t, f"it was idle for more than {self.idle_s / 60:.0f} minutes "
-                            f"(DEFECT_STUDIO_SESSION_IDLE_MIN)")
+            self._forget(t, self._idle_reason())

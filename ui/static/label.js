@@ -268,7 +268,7 @@ function renderAnns() {
     row.appendChild(meta);
     const btn = (label, title, fn) => { const b = document.createElement("button"); b.textContent = label; b.title = title; b.onclick = (e) => { e.stopPropagation(); fn(); }; row.appendChild(b); };
     if (a.status === "proposed") {
-      const said = (r, verdict) => r.conflict ? status(r.conflict, "err") : status(`#${a.id} ${r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected") : "rejected: it covers a saved label"}`, "ok");
+      const said = (r, verdict) => status(`#${a.id} ${r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected") : "rejected: it covers a saved label"}`, "ok");
       btn("✓", "accept this proposal", () => run(() => api("review", a.id, "accepted"), (r) => { applyChange(r); said(r, "accepted"); }));
       btn("✗", "reject this proposal", () => run(() => api("review", a.id, "rejected"), (r) => { applyChange(r); said(r, "rejected"); }));
     }
@@ -385,7 +385,6 @@ function reviewProposal(verdict) {
   const ps = proposals(), k = ps.findIndex((p) => p.id === a.id);
   run(() => api("review", a.id, verdict), async (r) => {
     await applyChange(r);
-    if (r.conflict) { renderAnns(); draw(); return status(r.conflict, "err"); }
     const left = proposals();
     const what = r.reviewed === verdict ? (verdict === "accepted" ? "accepted (saved)" : "rejected")
       : "rejected: it covers a saved label";
