@@ -34,7 +34,6 @@ from annotate.proposers.yoloworld import CLIP_FILE, ClipText
 from annotate.segmenters import registry
 from annotate.segmenters.classical import ClassicalSegmenter
 from bench.ui import bench_project
-from data import importers
 from data.importers import import_sources
 from data.store import Project
 from runtime import checkpoints
@@ -160,28 +159,15 @@ def readers(root: Path) -> dict[str, Any]:
             zf.writestr(f"pad{k}.bin", zeros)
     cases["zip padded with members no reader takes"] = padded
 
-    unpacked = [0]
-    real = importers.shutil.copyfileobj
-
-    def counting(src, dst, n=0):
-        real(src, dst, n)
-        unpacked[0] += dst.tell()
-
     rows, worst_ratio, leaked_lines = [], 0.0, 0
-    importers.shutil.copyfileobj = counting
-    try:
-        for what, src in cases.items():
-            unpacked[0] = 0
-            project = Project.create(root / f"p-{src.name}")
-            rep = import_sources(project, [src])
-            size = src.stat().st_size if src.is_file() else 0
-            ratio = unpacked[0] / size if size else 0.0
-            worst_ratio = max(worst_ratio, ratio)
-            leaked_lines += "root:x" in json.dumps([rep.rejected, rep.notes])
-            rows.append({"input": what, "imported": rep.imported, "refused": len(rep.rejected), "bytes_in": size,
-                         "bytes_unpacked": unpacked[0], "bytes_unpacked_per_byte": round(ratio, 4)})
-    finally:
-        importers.shutil.copyfileobj = real
+    for what, src in cases.items():
+        rep = import_sources(Project.create(root / f"p-{src.name}"), [src])
+        size = src.stat().st_size if src.is_file() else 0
+        ratio = rep.unpacked_bytes / size if size else 0.0
+        worst_ratio = max(worst_ratio, ratio)
+        leaked_lines += "root:x" in json.dumps([rep.rejected, rep.notes])
+        rows.append({"input": what, "imported": rep.imported, "refused": len(rep.rejected), "bytes_in": size,
+                     "bytes_unpacked": rep.unpacked_bytes, "bytes_unpacked_per_byte": round(ratio, 4)})
     outside_files = sorted(p.name for p in outside.iterdir())
     return {"cases": rows, "files_written_outside": int(outside_files != ["a.png", "secret.txt"]),
             "outside_lines_echoed": leaked_lines, "max_bytes_unpacked_per_byte": round(worst_ratio, 2)}

@@ -28,6 +28,7 @@ class ImportReport:
     empty_images: int = 0  # COCO images listed without annotations
     empty_as: str = "unlabeled"  # what those became: "unlabeled", or "good" when asked
     proposals_added: int = 0  # of annotations_added: ``proposed`` ones (a results file's detections)
+    unpacked_bytes: int = 0  # written to scratch while unpacking archives (then removed)
 
 
 def summary(rep: ImportReport, project_root: object = None, per_reason: int = 3) -> list[str]:

@@ -99,6 +99,7 @@ class _Plan:
     without_label_file: list[str] = field(default_factory=list)  # YOLO images with no label file at all
     scratch: Path | None = None  # where zips holding labels are unpacked
     cleanup: contextlib.ExitStack | None = None  # removes what was unpacked once the import ends
+    unpacked_bytes: int = 0  # written to scratch while unpacking archives
 
 
 def import_sources(project: Project, sources: list[Path], progress: Progress | None = None,
@@ -159,7 +160,7 @@ def _import_plan(project: Project, plan: _Plan, progress: Progress | None) -> Im
     notes = list(dict.fromkeys(notes))  # the same note of two files of one name (Roboflow's splits) once
     return ImportReport(tally.imported, tuple(duplicates), tuple(rejected), tally.added, tuple(plan.skipped),
                         tally.merged, tally.already, tuple(notes), tally.background, len(plan.empty_images),
-                        plan.empty_as, tally.proposals)
+                        plan.empty_as, tally.proposals, plan.unpacked_bytes)
 
 
 def _some(names: list[str], n: int = 5) -> str:
@@ -429,6 +430,7 @@ def _plan_zip_dataset(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipIn
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
+                plan.unpacked_bytes += dst.tell()
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:  # RuntimeError: encrypted member
             target.unlink(missing_ok=True)
             plan.rejected.append((name, f"cannot read this archive member ({err})."))

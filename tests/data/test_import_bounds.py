@@ -127,3 +127,10 @@ def test_the_unpacked_total_is_bounded_and_configurable(tmp_path, monkeypatch):
     assert report.imported == 0 and "GiB allowed (DEFECT_STUDIO_MAX_UNPACK_GB)" in report.rejected[0][1]
     monkeypatch.setattr(importers, "MAX_UNPACK_BYTES", 2**30)
     assert import_sources(_project(tmp_path / "again"), [archive]).imported == 1
+
+
+def test_the_report_counts_the_bytes_unpacked(tmp_path):
+    archive = _zip(tmp_path / "ds.zip", {"annotations.json": json.dumps(COCO).encode(),
+                                         "a.png": png_bytes(random_rgb(3)), "pad.bin": bytes(2**20)})
+    report = import_sources(_project(tmp_path), [archive])
+    assert 0 < report.unpacked_bytes < 10_000  # the image and its labels; never the padding
