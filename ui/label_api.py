@@ -438,8 +438,9 @@ class LabelService:
             source = MANUAL if s.pending.manual else self.segmenter.name
             score = float("nan") if s.pending.manual else float(one.confidence[0])
             if s.pending.editing_id is not None:
-                ann_id, old = self._own_annotation(s, s.pending.editing_id)  # as this page saw it, or a Conflict
-                self.project.update_annotation(ann_id, class_id=cid, shape=one, source=source, status="accepted")
+                with self.project.transaction():  # the version check and the write are one step
+                    ann_id, old = self._own_annotation(s, s.pending.editing_id)  # as this page saw it, or a Conflict
+                    self.project.update_annotation(ann_id, class_id=cid, shape=one, source=source, status="accepted")
                 s.push(Undo(pending=s.pending.pack(), restored=old.with_box_masks().pack()))
             else:
                 crop, x0, y0 = one.crop(0)
@@ -520,8 +521,9 @@ class LabelService:
     def delete(self, token: Any, ann_id: Any) -> dict[str, Any]:
         s = self._session(token)
         with s.lock:
-            aid, ann = self._own_annotation(s, ann_id)
-            self.project.delete_annotations([aid])
+            with self.project.transaction():  # the version check and the write are one step
+                aid, ann = self._own_annotation(s, ann_id)
+                self.project.delete_annotations([aid])
             s.push(Undo(pending=s.pending.pack(), deleted=ann.pack()))
             if s.pending.editing_id == aid:
                 s.pending = Pending()
@@ -530,10 +532,11 @@ class LabelService:
     def set_class(self, token: Any, ann_id: Any, class_id: Any) -> dict[str, Any]:
         s = self._session(token)
         with s.lock:
-            aid, _ = self._own_annotation(s, ann_id)
             cid = _int(class_id, "class id")
             try:
-                self.project.update_annotation(aid, class_id=cid)
+                with self.project.transaction():  # the version check and the write are one step
+                    aid, _ = self._own_annotation(s, ann_id)
+                    self.project.update_annotation(aid, class_id=cid)
             except NotFoundError as err:
                 raise LabelError(str(err)) from err
             return self._after_change(s, saved=aid)
@@ -542,13 +545,11 @@ class LabelService:
         """Accept or reject a proposal shown on the Label screen."""
         s = self._session(token)
         with s.lock:
-            aid, ann = self._own_annotation(s, ann_id)
-            if status == "accepted":
-                res = review.accept(self.project, [aid])
-            elif status == "rejected":
-                res = review.reject(self.project, [aid])
-            else:
+            if status not in ("accepted", "rejected"):
                 raise LabelError("status must be accepted or rejected.")
+            with self.project.transaction():  # the version check and the write are one step
+                aid, ann = self._own_annotation(s, ann_id)
+                res = (review.accept if status == "accepted" else review.reject)(self.project, [aid])
             if res.changed or res.dropped_duplicates:
                 s.push(Undo(pending=s.pending.pack(), reviewed=(aid, str(ann.status[0]))))
             out = self._after_change(s, saved=aid)
